@@ -1,0 +1,363 @@
+"""``solve()``: one entry point, one result type, one function per method behind it.
+
+Every schedule a method returns is re-scored by :func:`hetkv_opt.evaluate.evaluate`; the
+time reported is the evaluator's.  A schedule the evaluator finds infeasible, or slower
+than the solver claimed, is a bug and turns the result into ``status="error"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hetkv_opt.bounds import weak_duality_bound
+from hetkv_opt.evaluate import Evaluation, evaluate, format_bytes
+from hetkv_opt.instance import Instance
+from hetkv_opt.milp_model import MilpModel, aggregate_bound_s, build_model
+from hetkv_opt.schedule import Schedule, schedule_from_residency
+from hetkv_opt.solver_config import SolverConfig
+
+STATUSES = ("optimal", "feasible", "bound_only", "infeasible", "time_limit_no_solution", "error")
+METHODS = ("auto", "milp", "lp", "aggregate")
+# HiGHS's branch-and-bound bound is computed with tolerances; we report it less this
+# relative margin so that what we print stays a proof.
+MILP_BOUND_MARGIN = 1e-6
+
+
+@dataclass
+class SolveResult:
+    """The result of every method.
+
+    Attributes
+    ----------
+    status : str
+        optimal | feasible | bound_only | infeasible | time_limit_no_solution | error.
+        A time limit with an incumbent is ``feasible``, never ``optimal``.
+    method : str
+    schedule : Schedule or None
+    evaluation : Evaluation or None
+        The evaluator's verdict on ``schedule``.
+    total_time_s : float or None
+        T of the schedule, from the evaluator.
+    bound_s : float or None
+        Best proven lower bound on T, and ``bound_method`` the method that proved it.
+    gap : float or None
+        ``(total_time_s - bound_s) / total_time_s``.
+    runtime_s : float
+    solver_objective_s : float or None
+        The solver's own objective for its schedule (cross-checked against the evaluator).
+    message : str
+        Why, for infeasible and error results.
+    details : dict
+        Model size, solver counters, bounds of every method run.
+    """
+
+    status: str
+    method: str
+    schedule: Schedule | None = None
+    evaluation: Evaluation | None = None
+    total_time_s: float | None = None
+    bound_s: float | None = None
+    bound_method: str | None = None
+    gap: float | None = None
+    runtime_s: float = 0.0
+    solver_objective_s: float | None = None
+    message: str = ""
+    details: dict = field(default_factory=dict)
+    instance_name: str = ""
+    num_steps: int = 0
+
+    @property
+    def throughput_steps_per_s(self) -> float | None:
+        if self.total_time_s is None or self.total_time_s <= 0:
+            return None
+        return self.num_steps / self.total_time_s
+
+    @property
+    def throughput_bound_steps_per_s(self) -> float | None:
+        """Upper bound on throughput (the bound on time, inverted)."""
+        if self.bound_s is None or self.bound_s <= 0:
+            return None
+        return self.num_steps / self.bound_s
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the ``--format json`` object)."""
+        ev = self.evaluation
+        return {"status": self.status, "method": self.method, "instance": self.instance_name,
+                "total_time_s": self.total_time_s, "bound_s": self.bound_s,
+                "bound_method": self.bound_method, "gap": self.gap,
+                "runtime_s": round(self.runtime_s, 6),
+                "throughput_steps_per_s": self.throughput_steps_per_s,
+                "throughput_bound_steps_per_s": self.throughput_bound_steps_per_s,
+                "hbm_read_share": ev.hbm_read_share if ev else None,
+                "effective_read_Bps": ev.effective_read_Bps if ev else None,
+                "num_moves": ev.num_moves if ev else None,
+                "solver_objective_s": self.solver_objective_s,
+                "message": self.message, "details": self.details}
+
+
+def _gap(total: float | None, bound: float | None) -> float | None:
+    if total is None or bound is None:
+        return None
+    if total <= 0:
+        return 0.0
+    return max(0.0, (total - bound) / total)
+
+
+def capacity_precheck(inst: Instance) -> str | None:
+    """A reason why no schedule can exist, found without a solver (or None).
+
+    Examples
+    --------
+    >>> from hetkv_opt.instance import make_instance
+    >>> inst = make_instance(name="x", tiers=[{"name": "hbm", "capacity_bytes": 1,
+    ...     "bandwidth_Bps": 1.0}], size_bytes=[2], num_epochs=1)
+    >>> capacity_precheck(inst)
+    'epoch 0: tier hbm must hold 2 B of alive items > capacity 1 B'
+    """
+    E = inst.num_epochs
+    size = inst.size_bytes.astype(float)
+    caps = [t.capacity_bytes for t in inst.tiers]
+
+    def alive_bytes(mask):
+        d = np.zeros(E + 1)
+        np.add.at(d, inst.birth[mask], size[mask])
+        np.add.at(d, inst.death[mask], -size[mask])
+        return np.cumsum(d)[:E]
+
+    for k, t in enumerate(inst.tiers):
+        if t.capacity_bytes is None:
+            continue
+        need = alive_bytes(inst.pinned_tier == k)
+        if inst.mode == "inclusive" and k == 1:
+            need = alive_bytes(np.ones(inst.num_items, bool))
+        over = np.flatnonzero(need > t.capacity_bytes)
+        if over.size:
+            e = over[0]
+            what = "alive items" if (inst.mode == "inclusive" and k == 1) or inst.num_tiers == 1 \
+                else "items pinned to it"
+            return (f"epoch {e}: tier {t.name} must hold {format_bytes(need[e])} of {what} "
+                    f"> capacity {format_bytes(t.capacity_bytes)}")
+    if inst.mode == "exclusive" and all(c is not None for c in caps):
+        total = alive_bytes(np.ones(inst.num_items, bool))
+        over = np.flatnonzero(total > sum(caps))
+        if over.size:
+            e = over[0]
+            return (f"epoch {e}: {format_bytes(total[e])} of alive items exceed the "
+                    f"{format_bytes(sum(caps))} of all tiers together")
+        biggest = max(caps)
+        bad = np.flatnonzero((inst.pinned_tier < 0) & (size > biggest))
+        if bad.size:
+            i = bad[0]
+            return f"item {i} ({format_bytes(size[i])}) fits in no tier"
+    init = inst.initial_tier
+    for k, t in enumerate(inst.tiers):
+        if t.capacity_bytes is None or (inst.mode == "inclusive" and k == 1):
+            continue
+        bad = np.flatnonzero((init == k) & (size > t.capacity_bytes))
+        if bad.size:
+            i = bad[0]
+            return (f"item {i}: initial tier {t.name} ({format_bytes(t.capacity_bytes)}) is "
+                    f"smaller than the item ({format_bytes(size[i])})")
+    return None
+
+
+def trivial_schedule(inst: Instance) -> Schedule:
+    """Every free item in its initial tier, else in the last tier, and never moved.
+
+    Feasible whenever the last tier can hold every free item (e.g. unbounded DRAM); a
+    cheap incumbent that guarantees a long MILP run has a schedule to report.
+    """
+    rho = np.full((inst.num_items, inst.num_epochs), inst.num_tiers - 1, np.int64)
+    fixed = inst.pinned_tier >= 0
+    rho[fixed] = inst.pinned_tier[fixed, None]
+    init = (inst.initial_tier >= 0) & ~fixed
+    rho[init] = inst.initial_tier[init, None]
+    return schedule_from_residency(inst, rho)
+
+
+def _bound_aggregate(inst: Instance) -> tuple[float, str]:
+    return aggregate_bound_s(inst), "aggregate"
+
+
+def _finish(inst: Instance, method: str, schedule: Schedule | None, solver_obj_s: float | None,
+            raw_status: str, bounds: dict[str, float], t_start: float, details: dict,
+            message: str = "") -> SolveResult:
+    """Re-score the schedule, pick the best bound, and make the status honest."""
+    ev = None
+    total = None
+    status = raw_status
+    if schedule is not None:
+        ev = evaluate(inst, schedule)
+        if not ev.feasible:
+            status, message = "error", ("internal error: the solver's schedule is infeasible: "
+                                        + "; ".join(ev.violations[:3]))
+        else:
+            total = ev.total_time_s
+            if solver_obj_s is not None and total > solver_obj_s * (1 + 1e-6) + 1e-15:
+                status, message = "error", (f"internal error: evaluator T = {total:.9g} s exceeds "
+                                            f"the solver's objective {solver_obj_s:.9g} s")
+    valid = {k: v for k, v in bounds.items() if v is not None and math.isfinite(v)}
+    bound_method = max(valid, key=valid.get) if valid else None
+    bound = valid[bound_method] if bound_method else None
+    if total is not None and bound is not None and bound > total * (1 + 1e-9) + 1e-15:
+        status, message = "error", (f"internal error: bound {bound:.9g} s ({bound_method}) exceeds "
+                                    f"a feasible schedule's time {total:.9g} s")
+    if status in ("optimal", "feasible") and schedule is None:
+        status = "time_limit_no_solution"
+    details = dict(details)
+    details["bounds_s"] = valid
+    return SolveResult(status=status, method=method, schedule=schedule if total is not None else None,
+                       evaluation=ev, total_time_s=total, bound_s=bound, bound_method=bound_method,
+                       gap=_gap(total, bound), runtime_s=time.perf_counter() - t_start,
+                       solver_objective_s=solver_obj_s, message=message, details=details,
+                       instance_name=inst.name, num_steps=inst.num_steps)
+
+
+def _model_details(model: MilpModel, build_s: float) -> dict:
+    return {"model": {"columns": model.num_col, "rows": model.num_row, "nonzeros": model.num_nz,
+                      "binaries": int(model.integrality.sum()), "build_s": round(build_s, 6),
+                      "time_unit_s": model.t0_s}}
+
+
+def solve_lp(inst: Instance, *, time_limit_s: float | None = None,
+             config: SolverConfig = SolverConfig(), model: MilpModel | None = None) -> SolveResult:
+    """The LP relaxation of the MILP, reported as a weak-duality bound (``bound_only``).
+
+    The bound is recomputed from HiGHS's row duals (see :mod:`hetkv_opt.bounds`), so it is a
+    proof even when the LP solver's own objective is off by its tolerances.
+    """
+    t_start = time.perf_counter()
+    pre = capacity_precheck(inst)
+    if pre:
+        return _finish(inst, "lp", None, None, "infeasible", {}, t_start, {}, pre)
+    t_b = time.perf_counter()
+    model = model or build_model(inst, rounding_cuts=config.rounding_cuts, count_vars=False)
+    details = _model_details(model, time.perf_counter() - t_b)
+    from hetkv_opt.highs_backend import run_highs
+    raw = run_highs(model, relax=True, time_limit_s=time_limit_s, threads=config.threads,
+                    seed=config.seed, lp_method=config.lp_method, options=config.highs)
+    details["lp"] = {"runtime_s": round(raw.runtime_s, 6), **raw.info}
+    bounds = {"aggregate": aggregate_bound_s(inst)}
+    if raw.status == "infeasible":
+        return _finish(inst, "lp", None, None, "infeasible", bounds, t_start, details,
+                       "the LP relaxation is infeasible: no schedule fits the capacities")
+    if raw.row_dual is not None:
+        db = weak_duality_bound(model, raw.row_dual)
+        bounds["lp"] = float(db.bound_s)
+        details["lp"]["objective_s"] = raw.objective * model.t0_s if raw.objective is not None else None
+        details["lp"]["margin_s"] = float(db.margin_s)
+    status = "bound_only" if raw.status in ("optimal", "feasible") or raw.row_dual is not None else raw.status
+    if status == "time_limit_no_solution":
+        status = "bound_only"  # the aggregate bound still stands
+    return _finish(inst, "lp", None, None, status, bounds, t_start, details, raw.message)
+
+
+def solve_milp(inst: Instance, *, time_limit_s: float | None = None,
+               config: SolverConfig = SolverConfig(), warm_start: Schedule | None = None,
+               extra_bounds: dict | None = None, model: MilpModel | None = None,
+               log=None, progress=None, method_name: str = "milp") -> SolveResult:
+    """The exact time-expanded MILP on HiGHS (or PuLP, by ``config.backend``)."""
+    t_start = time.perf_counter()
+    pre = capacity_precheck(inst)
+    bounds = {"aggregate": aggregate_bound_s(inst)}
+    bounds.update(extra_bounds or {})
+    if pre:
+        return _finish(inst, method_name, None, None, "infeasible", {}, t_start, {}, pre)
+    if config.backend == "pulp":
+        from hetkv_opt.pulp_backend import solve_milp_pulp
+        return solve_milp_pulp(inst, time_limit_s=time_limit_s, config=config,
+                               extra_bounds=bounds, method_name=method_name)
+    from hetkv_opt.highs_backend import run_highs
+    t_b = time.perf_counter()
+    model = model or build_model(inst, rounding_cuts=config.rounding_cuts)
+    details = _model_details(model, time.perf_counter() - t_b)
+    start_vec = None
+    if warm_start is None:
+        warm_start = trivial_schedule(inst)
+    ev0 = evaluate(inst, warm_start)
+    if ev0.feasible:
+        start_vec = model.vector_from_schedule(warm_start, ev0)
+    remaining = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 0.01)
+    raw = run_highs(model, relax=False, time_limit_s=remaining, mip_rel_gap=config.mip_rel_gap,
+                    threads=config.threads, seed=config.seed, warm_start=start_vec,
+                    options=config.highs, log=log, progress=progress)
+    details["milp"] = {"runtime_s": round(raw.runtime_s, 6), **raw.info,
+                       "warm_start_s": ev0.total_time_s if ev0.feasible else None}
+    if raw.dual_bound is not None:
+        bounds["milp"] = raw.dual_bound * model.t0_s * (1 - MILP_BOUND_MARGIN)
+    schedule = obj_s = None
+    if raw.x is not None:
+        schedule = schedule_from_residency(inst, model.residency_from_vector(raw.x))
+        obj_s = raw.objective * model.t0_s
+    return _finish(inst, method_name, schedule, obj_s, raw.status, bounds, t_start, details,
+                   raw.message)
+
+
+def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | None = 60.0,
+          config: SolverConfig | None = None, warm_start: Schedule | None = None,
+          log=None, progress=None) -> SolveResult:
+    """Solve a placement instance, or bound it.
+
+    Parameters
+    ----------
+    instance : Instance
+    method : {"auto", "milp", "lp", "aggregate"}
+        ``milp``: the exact MILP (HiGHS branch and bound; its dual bound is the bound).
+        ``lp``: the LP relaxation bound only.  ``aggregate``: the paper's
+        capacity-blind bound only.  ``auto``: the LP bound first, then the MILP in the
+        time that is left; reports the best schedule and the best bound.
+    time_limit_s : float or None
+        Wall-clock limit for the whole call (None = no limit).
+    config : SolverConfig, optional
+        Gap, threads, seed, backend, raw HiGHS options (see ``solvers/*.toml``).
+    warm_start : Schedule, optional
+        A schedule handed to the MILP as its first incumbent.
+    log : callable(str), optional
+        HiGHS's log lines.
+    progress : callable(dict), optional
+        Called during the MILP with elapsed time, incumbent, bound and gap (seconds).
+
+    Returns
+    -------
+    SolveResult
+
+    Examples
+    --------
+    >>> from hetkv_opt.instance import tiny_instance
+    >>> r = solve(tiny_instance(), "milp")
+    >>> r.status, r.total_time_s, r.bound_s >= 1.0 - 1e-6
+    ('optimal', 2.0, True)
+    """
+    config = config or SolverConfig()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    t_start = time.perf_counter()
+    if method == "aggregate":
+        return _finish(instance, "aggregate", None, None, "bound_only",
+                       {"aggregate": aggregate_bound_s(instance)}, t_start, {})
+    if method == "lp":
+        return solve_lp(instance, time_limit_s=time_limit_s, config=config)
+    if method == "milp":
+        return solve_milp(instance, time_limit_s=time_limit_s, config=config,
+                          warm_start=warm_start, log=log, progress=progress)
+    # auto: LP bound (cheap, a proof), then the MILP with the time left
+    if config.backend == "pulp":
+        return solve_milp(instance, time_limit_s=time_limit_s, config=config, method_name="auto")
+    lp = solve_lp(instance, time_limit_s=time_limit_s, config=config)
+    if lp.status in ("infeasible", "error"):
+        lp.method = "auto"
+        return lp
+    remaining = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t_start)
+    if remaining is not None and remaining <= 0.05:
+        lp.method = "auto"
+        return lp
+    res = solve_milp(instance, time_limit_s=remaining, config=config, warm_start=warm_start,
+                     extra_bounds=lp.details.get("bounds_s", {}), log=log, progress=progress,
+                     method_name="auto")
+    res.details["lp"] = lp.details.get("lp")
+    res.runtime_s = time.perf_counter() - t_start
+    return res
