@@ -1,0 +1,169 @@
+"""Synthetic instances: one layer's paged KV cache read by a drifting top-k rule.
+
+The drift model: every block has a persistent importance ``mu_i`` (heavy hitters stay
+heavy) plus an AR(1) latent ``z_i(t) = phi z_i(t-1) + sqrt(1 - phi^2) eps``; each decode
+step reads the attention-sink blocks, the most recent blocks, and the top blocks by
+``mu + z`` until a ``1 - sparsity`` fraction of the alive blocks is read (the paper's
+top-(100 - s)% rule, PAPER.md).  Decode appends one token per step to the tail block
+(a write), and a new block is born whenever the tail block is full.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from hetkv_opt.instance import Instance, make_instance
+
+# Hardware presets (PAPER.md, "Its hardware constants"): GH200 as modelled by the paper.
+HARDWARE = {
+    "gh200-paper": {
+        "source": "Fang et al., arXiv 2508.13231: HBM 4900 GB/s; LPDDR5X 500 GB/s internal; "
+                  "NVLink-C2C 450 GB/s each direction",
+        "tiers": [
+            {"name": "hbm", "bandwidth_Bps": 4900e9},
+            {"name": "lpddr", "capacity_bytes": None, "bandwidth_Bps": 500e9,
+             "link_read_Bps": 450e9, "link_write_Bps": 450e9},
+        ],
+    },
+}
+
+# Llama-3.1-8B: 8 KV heads x 128 head dim, bf16 (2 bytes), K and V.
+LLAMA31_8B_KV_HEADS = 8
+LLAMA31_8B_HEAD_DIM = 128
+BF16_BYTES = 2
+
+
+def kv_bytes_per_token_layer(kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
+    """Bytes of K and V for one token in one layer (GQA-correct).
+
+    >>> kv_bytes_per_token_layer(LLAMA31_8B_KV_HEADS, LLAMA31_8B_HEAD_DIM, BF16_BYTES)
+    4096
+    """
+    return 2 * kv_heads * head_dim * dtype_bytes
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Parameters of the drift generator.
+
+    Parameters
+    ----------
+    blocks : int
+        Blocks alive at the end (prompt blocks + blocks born during decode).
+    steps : int
+        Decode steps = epochs (one layer).
+    block_tokens : int
+        Tokens per KV block (page).
+    kv_bytes_per_token : int
+        Bytes per token of this layer's K and V (default: Llama-3.1-8B, bf16, 4096).
+    sparsity : float
+        Fraction of alive blocks *not* read per step (paper: 0.4-0.9).
+    hbm_fraction : float
+        HBM capacity as a fraction of the final cache size.
+    phi : float
+        AR(1) coefficient of the latent importance (1 = frozen, 0 = fresh every step).
+    persistence : float
+        Standard deviation of the persistent per-block importance.
+    sinks, recent : int
+        Blocks always read at the start (attention sinks) and at the end (recent window).
+    hardware : str
+        A key of :data:`HARDWARE`.
+    seed : int
+    """
+
+    blocks: int = 64
+    steps: int = 32
+    block_tokens: int = 16
+    kv_bytes_per_token: int = kv_bytes_per_token_layer(LLAMA31_8B_KV_HEADS, LLAMA31_8B_HEAD_DIM,
+                                                       BF16_BYTES)
+    sparsity: float = 0.6
+    hbm_fraction: float = 0.3
+    phi: float = 0.9
+    persistence: float = 1.0
+    sinks: int = 1
+    recent: int = 1
+    hardware: str = "gh200-paper"
+    seed: int = 0
+
+    def validate(self) -> None:
+        def need(cond, field, why):
+            if not cond:
+                raise ValueError(f"generate: option '{field}': {why}")
+        need(self.steps >= 1, "steps", "must be >= 1")
+        need(self.block_tokens >= 1, "block_tokens", "must be >= 1")
+        need(self.kv_bytes_per_token >= 1, "kv_bytes_per_token", "must be >= 1")
+        born = math.ceil(self.steps / self.block_tokens)
+        need(self.blocks > born, "blocks", f"must exceed the {born} blocks born during "
+             f"{self.steps} steps of {self.block_tokens}-token blocks")
+        need(0.0 <= self.sparsity < 1.0, "sparsity", "must be in [0, 1)")
+        need(0.0 <= self.hbm_fraction <= 1.0, "hbm_fraction", "must be in [0, 1]")
+        need(0.0 <= self.phi <= 1.0, "phi", "must be in [0, 1]")
+        need(self.persistence >= 0, "persistence", "must be >= 0")
+        need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
+        need(self.hardware in HARDWARE, "hardware",
+             f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)})")
+
+
+def drift_instance(params: DriftParams | None = None, name: str | None = None, **kw) -> Instance:
+    """Generate a drift instance (deterministic by ``seed``: same seed, same instance).
+
+    Examples
+    --------
+    >>> inst = drift_instance(blocks=8, steps=4, seed=1)
+    >>> inst.num_items, inst.num_epochs, inst.tiers[0].name
+    (8, 4, 'hbm')
+    """
+    p = params or DriftParams(**kw)
+    p.validate()
+    rng = np.random.default_rng(p.seed)
+    N, E, B = p.blocks, p.steps, p.block_tokens
+    block_bytes = B * p.kv_bytes_per_token
+    born_during = math.ceil(E / B)
+    prompt_blocks = N - born_during
+    # the decode token of step t goes to block prompt_blocks + t // B, born at t % B == 0
+    birth = np.zeros(N, np.int64)
+    birth[prompt_blocks:] = np.arange(born_during) * B
+    size = np.full(N, block_bytes, np.int64)
+
+    mu = rng.normal(0.0, p.persistence, N)
+    z = rng.normal(0.0, 1.0, N)
+    noise = math.sqrt(max(0.0, 1.0 - p.phi ** 2))
+    r_e, r_i, r_b, w_e, w_i, w_b = [], [], [], [], [], []
+    for t in range(E):
+        if t:
+            z = p.phi * z + noise * rng.normal(0.0, 1.0, N)
+        tail = prompt_blocks + t // B
+        alive = tail + 1
+        filled = np.full(alive, B, np.int64)
+        filled[tail] = (t % B) + 1          # tokens in the tail block after this step's append
+        n_read = max(1, int(round((1.0 - p.sparsity) * alive)))
+        forced = set(range(min(p.sinks, alive))) | set(range(max(0, alive - p.recent), alive))
+        order = np.argsort(-(mu[:alive] + z[:alive]), kind="stable")
+        chosen = list(sorted(forced))[:n_read]
+        for i in order.tolist():
+            if len(chosen) >= n_read:
+                break
+            if i not in forced:
+                chosen.append(i)
+        chosen = np.sort(np.asarray(chosen, np.int64))
+        r_e.append(np.full(chosen.size, t))
+        r_i.append(chosen)
+        r_b.append(filled[chosen] * p.kv_bytes_per_token)
+        w_e.append([t])
+        w_i.append([tail])
+        w_b.append([p.kv_bytes_per_token])
+    hw = HARDWARE[p.hardware]
+    tiers = [dict(t) for t in hw["tiers"]]
+    tiers[0]["capacity_bytes"] = int(math.floor(p.hbm_fraction * N * block_bytes))
+    return make_instance(
+        name=name or f"drift-{N}x{E}-s{p.seed}", tiers=tiers, size_bytes=size, num_epochs=E,
+        birth=birth, reads=(np.concatenate(r_e), np.concatenate(r_i), np.concatenate(r_b)),
+        writes=(np.concatenate(w_e), np.concatenate(w_i), np.concatenate(w_b)),
+        item_labels={"kind": np.full(N, "kv"), "layer": np.zeros(N, np.int64),
+                     "block": np.arange(N)},
+        epoch_labels={"step": np.arange(E), "layer": np.zeros(E, np.int64)},
+        metadata={"generator": "hetkv_opt.generate.drift_instance", "params": asdict(p),
+                  "hardware_source": hw["source"]})
