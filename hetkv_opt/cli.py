@@ -303,6 +303,7 @@ def generate(
     sinks: int = typer.Option(1, "--sinks"),
     recent: int = typer.Option(1, "--recent"),
     hardware: str = typer.Option("gh200-paper", "--hardware"),
+    mode: str = typer.Option("exclusive", "--mode", help="exclusive or inclusive."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name"),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
@@ -312,7 +313,7 @@ def generate(
     from hetkv_opt.io import instance_hash, save_instance
     kw = dict(blocks=blocks, steps=steps, sparsity=sparsity, hbm_fraction=hbm_fraction, phi=phi,
               persistence=persistence, block_tokens=block_tokens, sinks=sinks, recent=recent,
-              hardware=hardware, seed=seed)
+              hardware=hardware, mode=mode, seed=seed)
     if kv_bytes_per_token is not None:
         kw["kv_bytes_per_token"] = kv_bytes_per_token
     if out_path.suffix.lower() not in (".json", ".npz"):

@@ -71,6 +71,8 @@ class DriftParams:
         Blocks always read at the start (attention sinks) and at the end (recent window).
     hardware : str
         A key of :data:`HARDWARE`.
+    mode : {"exclusive", "inclusive"}
+        Inclusive: the off-package tier keeps a copy of every block; HBM holds extra copies.
     seed : int
     """
 
@@ -86,6 +88,7 @@ class DriftParams:
     sinks: int = 1
     recent: int = 1
     hardware: str = "gh200-paper"
+    mode: str = "exclusive"
     seed: int = 0
 
     def validate(self) -> None:
@@ -103,6 +106,7 @@ class DriftParams:
         need(0.0 <= self.phi <= 1.0, "phi", "must be in [0, 1]")
         need(self.persistence >= 0, "persistence", "must be >= 0")
         need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
+        need(self.mode in ("exclusive", "inclusive"), "mode", "must be exclusive or inclusive")
         need(self.hardware in HARDWARE, "hardware",
              f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)})")
 
@@ -159,7 +163,7 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
     tiers = [dict(t) for t in hw["tiers"]]
     tiers[0]["capacity_bytes"] = int(math.floor(p.hbm_fraction * N * block_bytes))
     return make_instance(
-        name=name or f"drift-{N}x{E}-s{p.seed}", tiers=tiers, size_bytes=size, num_epochs=E,
+        name=name or f"drift-{N}x{E}-s{p.seed}", mode=p.mode, tiers=tiers, size_bytes=size, num_epochs=E,
         birth=birth, reads=(np.concatenate(r_e), np.concatenate(r_i), np.concatenate(r_b)),
         writes=(np.concatenate(w_e), np.concatenate(w_i), np.concatenate(w_b)),
         item_labels={"kind": np.full(N, "kv"), "layer": np.zeros(N, np.int64),
