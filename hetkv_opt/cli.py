@@ -380,13 +380,34 @@ def solver_presets(fmt: Format = typer.Option(Format.table, "--format", "-f")):
     out.print(t)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def _is(exc: BaseException, name: str) -> bool:
+    """Click's exception classes by name (typer vendors its own click in newer versions)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors become one line and exit code 2."""
     try:
-        app()
+        rv = app(args=argv, standalone_mode=False)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        if _is(exc, "NoArgsIsHelpError"):
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx else "hetkv --help", file=sys.stderr)
+            sys.exit(0)
+        if _is(exc, "UsageError"):
+            ctx = getattr(exc, "ctx", None)
+            cmd = ctx.command_path if ctx else "hetkv"
+            err.print(f"[bold red]error:[/] {exc.format_message()} (see '{cmd} --help')",
+                      soft_wrap=True)
+            sys.exit(2)
+        if _is(exc, "Abort"):
+            err.print("interrupted")
+            sys.exit(130)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,86 @@
+"""The drift generator: the workload it promises, deterministically."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hetkv_opt.generate import DriftParams, drift_instance, kv_bytes_per_token_layer
+from hetkv_opt.io import instance_hash
+
+
+def test_llama_kv_bytes_are_gqa_correct():
+    # Llama-3.1-8B: 8 KV heads x 128 dims x bf16, K and V: 4 KiB per token per layer
+    assert kv_bytes_per_token_layer(8, 128, 2) == 4096
+
+
+@pytest.mark.parametrize("sparsity", [0.4, 0.6, 0.9])
+def test_reads_follow_the_topk_rule(sparsity):
+    p = DriftParams(blocks=40, steps=40, sparsity=sparsity, block_tokens=16, sinks=2, recent=1, seed=3)
+    inst = drift_instance(p)
+    born = math.ceil(p.steps / p.block_tokens)
+    prompt = p.blocks - born
+    for t in range(p.steps):
+        alive = prompt + t // p.block_tokens + 1
+        items = inst.read_item[inst.read_epoch == t]
+        assert items.size == max(1, round((1 - sparsity) * alive))
+        assert {0, 1} <= set(items.tolist())               # attention sinks
+        assert alive - 1 in set(items.tolist())            # the tail block (recent window)
+        assert items.max() < alive                         # only alive blocks
+    # one token appended per step to the tail block
+    assert inst.write_epoch.tolist() == list(range(p.steps))
+    assert np.all(inst.write_bytes == p.kv_bytes_per_token)
+    assert inst.write_item.tolist() == [prompt + t // p.block_tokens for t in range(p.steps)]
+
+
+def test_partial_tail_block_reads_only_its_tokens():
+    p = DriftParams(blocks=10, steps=5, block_tokens=16, sparsity=0.0, seed=0)
+    inst = drift_instance(p)
+    tail = p.blocks - 1
+    sel = inst.read_item == tail
+    # block born at step 0 of decode, holds t+1 tokens at step t
+    assert inst.read_bytes[sel].tolist() == [(t + 1) * p.kv_bytes_per_token for t in range(5)]
+
+
+def test_capacity_is_the_fraction_of_the_cache():
+    p = DriftParams(blocks=50, steps=8, hbm_fraction=0.3)
+    inst = drift_instance(p)
+    assert inst.tiers[0].capacity_bytes == math.floor(0.3 * 50 * 16 * 4096)
+    assert inst.tiers[0].bandwidth_Bps == 4900e9 and inst.tiers[1].link_read_Bps == 450e9
+    assert inst.tiers[1].capacity_bytes is None
+
+
+def test_same_seed_same_instance_other_seed_other():
+    a = drift_instance(blocks=30, steps=12, seed=9)
+    b = drift_instance(blocks=30, steps=12, seed=9)
+    c = drift_instance(blocks=30, steps=12, seed=10)
+    assert a.equals(b) and instance_hash(a) == instance_hash(b)
+    assert instance_hash(a) != instance_hash(c)
+
+
+def test_drift_persistence_controls_overlap():
+    """phi = 1 with no persistent spread freezes the ranking: consecutive read sets agree."""
+    frozen = drift_instance(blocks=60, steps=20, block_tokens=1000, phi=1.0, seed=1)
+    fresh = drift_instance(blocks=60, steps=20, block_tokens=1000, phi=0.0, persistence=0.0, seed=1)
+
+    def overlap(inst):
+        sets = [set(inst.read_item[inst.read_epoch == t].tolist()) for t in range(inst.num_epochs)]
+        return np.mean([len(a & b) / len(a) for a, b in zip(sets, sets[1:])])
+
+    assert overlap(frozen) == 1.0
+    assert overlap(fresh) < 0.8
+
+
+@pytest.mark.parametrize("bad", [dict(blocks=1, steps=32), dict(sparsity=1.0), dict(phi=2.0),
+                                 dict(hardware="nope"), dict(mode="weird")])
+def test_bad_parameters_name_the_field(bad):
+    with pytest.raises(ValueError) as exc:
+        drift_instance(**bad)
+    assert next(iter(bad)) in str(exc.value)
+
+
+def test_inclusive_mode():
+    inst = drift_instance(blocks=12, steps=4, mode="inclusive")
+    assert inst.mode == "inclusive" and inst.num_tiers == 2
