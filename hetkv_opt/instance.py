@@ -237,7 +237,8 @@ def make_tier(spec: Mapping[str, Any], index: int) -> Tier:
     lr = _positive_number(spec.get("link_read_Bps"), f"{p}.link_read_Bps", allow_none=True)
     lw = _positive_number(spec.get("link_write_Bps"), f"{p}.link_write_Bps", allow_none=True)
     if index == 0 and (lr is not None or lw is not None):
-        raise ModelError(f"{p}.link_read_Bps", "tier 0 is the accelerator's memory and has no link")
+        which = "link_read_Bps" if lr is not None else "link_write_Bps"
+        raise ModelError(f"{p}.{which}", "tier 0 is the accelerator's memory and has no link")
     return Tier(name=name, capacity_bytes=cap, bandwidth_Bps=bw, link_read_Bps=lr, link_write_Bps=lw)
 
 
@@ -318,7 +319,9 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
         raise ModelError("name", "must be a string")
     if mode not in MODES:
         raise ModelError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
-    tiers = tuple(t if isinstance(t, Tier) else make_tier(t, k) for k, t in enumerate(tiers))
+    # Tier objects are validated like dicts (and their numbers normalised to float)
+    tiers = tuple(make_tier(dataclasses.asdict(t) if isinstance(t, Tier) else t, k)
+                  for k, t in enumerate(tiers))
     if len(tiers) < 1:
         raise ModelError("tiers", "at least one tier is required")
     names = [t.name for t in tiers]

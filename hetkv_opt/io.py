@@ -212,8 +212,9 @@ def _read_npz(path: Path, what: str) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise FileFormatError("(file)", f"not a readable NPZ {what} file ({exc})") from None
+    except Exception as exc:  # zipfile, zlib, numpy: any damage means the same to the user
+        raise FileFormatError("(file)", f"not a readable NPZ {what} file: damaged or truncated "
+                              f"({type(exc).__name__}: {exc})") from None
     if "header" not in arrays:
         raise FileFormatError("header", "missing required key")
     try:
