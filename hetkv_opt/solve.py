@@ -224,7 +224,7 @@ def _finish(inst: Instance, method: str, schedule: Schedule | None, solver_obj_s
 
 def _model_details(model: MilpModel, build_s: float) -> dict:
     return {"model": {"columns": model.num_col, "rows": model.num_row, "nonzeros": model.num_nz,
-                      "binaries": int(model.integrality.sum()), "build_s": round(build_s, 6),
+                      "integer_columns": int(model.integrality.sum()), "build_s": round(build_s, 6),
                       "time_unit_s": model.t0_s}}
 
 
