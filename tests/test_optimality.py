@@ -63,7 +63,7 @@ def check_optimal_result(inst, res, best: float, label: str) -> None:
     assert res.bound_s is not None and leq(res.bound_s, best), (res.bound_s, best)
     # the MILP's own bound; when no column is integer the model is an LP and its
     # weak-duality bound stands in (see test_optimal_lp_only_model_reports_a_closed_gap)
-    key = "milp" if res.details.get("model", {}).get("binaries", 1) > 0 else "lp"
+    key = "milp" if res.details.get("model", {}).get("integer_columns", 1) > 0 else "lp"
     milp_bound = res.details["bounds_s"].get(key)
     assert milp_bound is not None and leq(milp_bound, best), (key, milp_bound, best)
     # with no gap asked for, the MILP closes it
