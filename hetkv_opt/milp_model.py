@@ -459,37 +459,26 @@ def build_model(inst: Instance, *, rounding_cuts: bool = True, count_vars: bool 
     # -- aggregates: bytes read from tier k, bytes copied into / out of k, per epoch
     b = new_block("traffic")
     nrow = 0
+
+    def define(epochs, cols_, coefs, agg_col0):
+        """Rows: sum over entries of epoch e of coef * column - agg[e] = 0."""
+        nonlocal nrow
+        b.add(nrow + epochs, cols_, coefs)
+        b.add(nrow + e_idx, agg_col0 + e_idx, -1.0)
+        defined_cols.append(agg_col0 + e_idx)
+        defining_rows.append(b.offset + nrow + e_idx)
+        nrow += E
+
     for k in range(n_rd):                      # rd[k,e] = sum r x_k / u
-        b.add(nrow + r_e, xcol(r_pos, k), r_b / u)
-        b.add(nrow + e_idx, rdcol(k, e_idx), -1.0)
-        defined_cols.append(rdcol(k, e_idx))
-        defining_rows.append(b.offset + nrow + e_idx)
-        nrow += E
+        define(r_e, xcol(r_pos, k), r_b / u, rdcol(k, 0))
     for k in range(n_cp):                      # cin[k,e] = sum s in_k / u
-        b.add(nrow + m_e, incol(qi, k), m_s / u)
-        b.add(nrow + e_idx, cincol(k, e_idx), -1.0)
-        defined_cols.append(cincol(k, e_idx))
-        defining_rows.append(b.offset + nrow + e_idx)
-        nrow += E
-    if has_out:
-        for k in range(n_cp):                  # cout[k,e] = sum s out_k / u
-            b.add(nrow + m_e, out_off + qi * nmk + k, m_s / u)
-            b.add(nrow + e_idx, coutcol(k, e_idx), -1.0)
-            defined_cols.append(coutcol(k, e_idx))
-            defining_rows.append(b.offset + nrow + e_idx)
-            nrow += E
+        define(m_e, incol(qi, k), m_s / u, cincol(k, 0))
+    for k in range(n_cp if has_out else 0):    # cout[k,e] = sum s out_k / u
+        define(m_e, out_off + qi * nmk + k, m_s / u, coutcol(k, 0))
     for k in range(n_cnt_in):                  # whole numbers of copies
-        b.add(nrow + m_e, incol(qi, k), 1.0)
-        b.add(nrow + e_idx, cnt_off + k * E + e_idx, -1.0)
-        defined_cols.append(cnt_off + k * E + e_idx)
-        defining_rows.append(b.offset + nrow + e_idx)
-        nrow += E
+        define(m_e, incol(qi, k), 1.0, cnt_off + k * E)
     if n_cnt_read:                             # whole numbers of reads served by tier 0
-        b.add(nrow + r_e, xcol(r_pos, 0), 1.0)
-        b.add(nrow + e_idx, cnt_off + n_cnt_in * E + e_idx, -1.0)
-        defined_cols.append(cnt_off + n_cnt_in * E + e_idx)
-        defining_rows.append(b.offset + nrow + e_idx)
-        nrow += E
+        define(r_e, xcol(r_pos, 0), 1.0, cnt_off + n_cnt_in * E)
     traffic_names = ([f"rddef[{k},{e}]" for k in range(n_rd) for e in range(E)]
                      + [f"cindef[{k},{e}]" for k in range(n_cp) for e in range(E)]
                      + [f"coutdef[{k},{e}]" for k in range(n_cp if has_out else 0) for e in range(E)]
