@@ -302,14 +302,20 @@ def solve_milp(inst: Instance, *, time_limit_s: float | None = None,
                         options=config.highs, log=log, progress=progress)
     details["milp"] = {"runtime_s": round(raw.runtime_s, 6), **raw.info,
                        "warm_start_s": ev0.total_time_s if ev0.feasible else None}
-    if raw.dual_bound is not None:
+    if raw.dual_bound is not None and raw.status != "error":
         bounds["milp"] = raw.dual_bound * model.t0_s * (1 - MILP_BOUND_MARGIN)
     schedule = obj_s = None
+    status, message = raw.status, raw.message
     if raw.x is not None:
         schedule = schedule_from_residency(inst, model.residency_from_vector(raw.x))
         obj_s = raw.objective * model.t0_s
-    return _finish(inst, method_name, schedule, obj_s, raw.status, bounds, t_start, details,
-                   raw.message, gap_tol=config.mip_rel_gap)
+    elif start_vec is not None and raw.status in ("error", "time_limit_no_solution"):
+        # interrupted (Ctrl-C) or failed before HiGHS kept an incumbent: the starting
+        # schedule is still a feasible answer, and the bounds still stand
+        schedule, status = warm_start, "feasible"
+        message = f"{raw.message}; reporting the starting schedule"
+    return _finish(inst, method_name, schedule, obj_s, status, bounds, t_start, details,
+                   message, gap_tol=config.mip_rel_gap)
 
 
 def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | None = 60.0,
