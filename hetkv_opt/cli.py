@@ -410,5 +410,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+from hetkv_opt.cli_policies import register as _register_policy_commands  # noqa: E402
+
+_register_policy_commands(app)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,726 @@
+"""The policy API: what an online placement policy sees, what it returns, and the registry.
+
+A policy is a small ``@dataclass`` whose fields are its hyper-parameters and which
+implements *one* method (in the spirit of NVIDIA kvpress's presses):
+
+- :class:`Policy` subclasses implement ``decide(view) -> Decision``: the whole decision;
+- :class:`ScoredPolicy` subclasses implement only ``score(view) -> ndarray`` (higher =
+  more deserving of tier 0); the base ranks by score and does the mechanics (fill tier 0
+  up to its capacity or up to the ideal bandwidth share, respect copy capacity, cascade
+  the rest down the tiers) in :func:`fill_by_score`.
+
+The simulator (:mod:`hetkv_opt.policies.simulate`) calls the policy before every epoch e
+with a :class:`View`: the past (reads and writes of epochs < e), the current residency,
+free capacity per tier, the bandwidths and the items born at e.  The policy returns the
+tier of every item born at e (its residency *at* e) and the residency for epoch e + 1:
+a move at e + 1 is copied during e and occupies capacity in both tiers during e
+(MODEL.md section 2).  A policy that reads the future declares ``uses_future = True`` and
+gets ``view.future``; results mark it as an oracle.
+
+Examples
+--------
+A new scored policy in a few lines (most-read-bytes-ever first):
+
+>>> from dataclasses import dataclass
+>>> import numpy as np
+>>> from hetkv_opt.instance import tiny_instance
+>>> from hetkv_opt.policies import ScoredPolicy, simulate
+>>> @dataclass
+... class MostRead(ScoredPolicy):
+...     '''Items with the most bytes read so far go to tier 0.'''
+...     def score(self, view):
+...         return view.read_bytes_total.astype(float)
+>>> simulate(tiny_instance(), MostRead()).status
+'feasible'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+FILL_MODES = ("capacity", "share")
+
+
+class PolicyError(ValueError):
+    """A policy made a decision that breaks the model (or used an API it did not declare).
+
+    The message names the policy, the epoch and what is wrong, e.g.
+    ``policy lru, epoch 17: tier hbm would hold 25.3 GB > 24 GB``.
+
+    Attributes
+    ----------
+    policy : str
+    epoch : int or None
+    reason : str
+    """
+
+    def __init__(self, policy: str, epoch: int | None, reason: str):
+        self.policy = policy
+        self.epoch = epoch
+        self.reason = reason
+        where = f"policy {policy}" + ("" if epoch is None else f", epoch {epoch}")
+        super().__init__(f"{where}: {reason}")
+
+
+class Accesses(NamedTuple):
+    """Reads or writes as parallel arrays, sorted by ``(epoch, item)``.
+
+    Attributes
+    ----------
+    epoch, item, bytes : ndarray of int64, shape (M,)
+        Read-only slices of the instance's arrays (no copy).
+    """
+
+    epoch: np.ndarray
+    item: np.ndarray
+    bytes: np.ndarray
+
+    def per_item(self, num_items: int, weights: np.ndarray | None = None) -> np.ndarray:
+        """Sum of ``weights`` (default: the bytes) per item, shape (num_items,), float."""
+        w = self.bytes if weights is None else weights
+        return np.bincount(self.item, weights=w, minlength=num_items).astype(float)
+
+
+class Decision(NamedTuple):
+    """What a policy returns before epoch e.
+
+    Attributes
+    ----------
+    next_tier : ndarray of int, shape (N,)
+        Residency at epoch e + 1 for every item alive then (``view.alive_next``); other
+        entries are ignored.  Inclusive mode: 0 = also has a tier-0 copy, 1 = tier 1 only.
+        An item born at e whose entry is -1 stays in its birth tier, so
+        ``Decision(view.residency, born_tier)`` means "no moves".
+    born_tier : ndarray of int, shape (len(view.born),)
+        Tier of each item born at e, at epoch e (aligned with ``view.born``).
+    """
+
+    next_tier: np.ndarray
+    born_tier: np.ndarray
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
+class View:
+    """What a policy sees before epoch e (built by the simulator; valid during one call).
+
+    Arrays are read-only views of the simulator's state, cheap to access; properties are
+    computed on first use.  Item arrays have shape (N,), tier arrays shape (K,).
+
+    Attributes
+    ----------
+    epoch : int
+        e, the epoch about to run.
+    num_items, num_epochs, num_tiers : int
+    mode : {"exclusive", "inclusive"}
+    tier_names : tuple of str
+    size_bytes, birth, death, pinned_tier, initial_tier : ndarray of int64
+        The instance's static item data (not the trace).
+    item_labels, epoch_labels : dict of str -> ndarray
+    residency : ndarray of int64
+        Tier of every item at epoch e; -1 if not alive at e, and for items born at e
+        (not placed yet).  Inclusive mode: 0 = has a tier-0 copy.
+    born : ndarray of int64
+        Items born at e (ascending); the decision gives their tier at e.
+    alive_next : ndarray of bool
+        Items alive at e + 1 that exist at e: their entry of ``next_tier`` counts.
+    capacity_bytes, free_bytes : ndarray of float, shape (K,)
+        Capacity (inf = unbounded) and what is left at epoch e after the items already
+        placed (inclusive tier 1: after every alive item, newborns included).
+    bandwidth_Bps, read_rate_Bps : ndarray of float, shape (K,)
+        Device bandwidth; best read rate ``min(bandwidth, link_read)``.
+    reserve_next_bytes : ndarray of float, shape (K,)
+        Bytes that items born at e + 1 with a pinned or initial tier will need there.
+    forced_birth_tier : ndarray of int64
+        The tier an item must take at birth: its pin, else its initial tier, else -1.
+    last_read_epoch, last_write_epoch : ndarray of int64
+        Latest epoch < e with a read / write of the item (-1: none yet).
+    last_access_epoch : ndarray of int64
+        Latest of those and the item's birth (items born at e: e).
+    read_count, read_bytes_total : ndarray of int64
+        Past epochs with a read of the item, and the bytes read from it so far.
+    tier_since_epoch : ndarray of int64
+        Epoch since which the item has been in its current tier (birth or last move).
+    reads, writes : Accesses
+        Every read / write of epochs < e (slices, no copy); ``reads_in(a, b)`` for a
+        range, ``read_bytes_at(t)`` and ``last_read_bytes()`` per item.
+    future : FutureView
+        Epochs >= e; only for policies with ``uses_future = True`` (else an error).
+    memo : dict
+        Scratch space kept across the epochs of one run (for incremental state such as
+        an EMA); empty at epoch 0.
+    report : dict
+        Anything the policy wants in the result's ``details["policy_report"]``.
+    """
+
+    def __init__(self, run, epoch: int, born: np.ndarray, alive_next: np.ndarray):
+        self._run = run
+        self.epoch = epoch
+        self.born = _ro(born)
+        self.alive_next = _ro(alive_next)
+        inst = run.instance
+        self.num_items = inst.num_items
+        self.num_epochs = inst.num_epochs
+        self.num_tiers = inst.num_tiers
+        self.mode = inst.mode
+        self.inclusive = inst.mode == "inclusive"
+        self.tier_names = tuple(t.name for t in inst.tiers)
+        self.size_bytes = inst.size_bytes
+        self.birth = inst.birth
+        self.death = inst.death
+        self.pinned_tier = inst.pinned_tier
+        self.initial_tier = inst.initial_tier
+        self.item_labels = inst.item_labels
+        self.epoch_labels = inst.epoch_labels
+        self.capacity_bytes = _ro(run.cap)
+        self.bandwidth_Bps = _ro(run.bandwidth)
+        self.read_rate_Bps = _ro(run.read_rate)
+        self.residency = _ro(run.cur)
+        self.last_read_epoch = _ro(run.last_read)
+        self.last_write_epoch = _ro(run.last_write)
+        self.read_count = _ro(run.read_count)
+        self.read_bytes_total = _ro(run.read_bytes_total)
+        self.tier_since_epoch = _ro(run.tier_since)
+        self.memo = run.memo
+        self.report = run.report
+        self.policy_name = run.policy_name
+
+    # --- derived, computed on first use -------------------------------------------------
+
+    @property
+    def ideal_tier0_share(self) -> float:
+        """B_0 / (sum_k read rate_k): tier 0's share of reads when all tiers finish together."""
+        return float(self._run.read_rate[0] / self._run.read_rate.sum())
+
+    @cached_property
+    def forced_birth_tier(self) -> np.ndarray:
+        """Tier every item must take at birth: its pin, else its initial tier, else -1."""
+        return _ro(self._run.forced)
+
+    @cached_property
+    def free_bytes(self) -> np.ndarray:
+        return _ro(self._run.free_bytes_at(self.epoch))
+
+    @cached_property
+    def reserve_next_bytes(self) -> np.ndarray:
+        return _ro(self._run.reserve[:, self.epoch + 1].copy())
+
+    def reserve_ahead_bytes(self) -> np.ndarray:
+        """Per tier, the most bytes that items born after e with a pinned or initial tier
+        will ever need there at once (a policy that never moves keeps this room free)."""
+        return self._run.reserve_ahead(self.epoch)
+
+    @cached_property
+    def last_access_epoch(self) -> np.ndarray:
+        """Latest epoch < e with a read or write of the item, or its birth (<= e); -1 unborn."""
+        born = np.where(self.birth <= self.epoch, self.birth, -1)
+        return _ro(np.maximum(np.maximum(self._run.last_read, self._run.last_write), born))
+
+    # --- the past ---------------------------------------------------------------------
+
+    @property
+    def reads(self) -> Accesses:
+        """Every read of epochs < e."""
+        return self.reads_in(0, self.epoch)
+
+    @property
+    def writes(self) -> Accesses:
+        """Every write of epochs < e."""
+        return self.writes_in(0, self.epoch)
+
+    def reads_in(self, start: int, stop: int) -> Accesses:
+        """Reads of epochs ``start <= t < stop`` (stop <= e; use ``future`` beyond)."""
+        self._past(stop, "reads_in")
+        return self._run.accesses("read", start, stop)
+
+    def writes_in(self, start: int, stop: int) -> Accesses:
+        """Writes of epochs ``start <= t < stop`` (stop <= e)."""
+        self._past(stop, "writes_in")
+        return self._run.accesses("write", start, stop)
+
+    def read_bytes_at(self, t: int) -> np.ndarray:
+        """Bytes read per item at past epoch t (zeros when t < 0), shape (N,), float."""
+        return self.reads_in(t, t + 1).per_item(self.num_items)
+
+    def last_read_bytes(self) -> np.ndarray:
+        """Bytes read per item at epoch e - 1 (the latest epoch a policy knows)."""
+        return self.read_bytes_at(self.epoch - 1)
+
+    def _past(self, stop: int, what: str) -> None:
+        if stop > self.epoch:
+            raise PolicyError(self.policy_name, self.epoch,
+                              f"view.{what}(..., {stop}) reaches into the future; "
+                              f"use view.future (and declare uses_future = True)")
+
+    # --- the future (oracles only) ----------------------------------------------------
+
+    @cached_property
+    def future(self) -> "FutureView":
+        """Reads and writes of epochs >= e; only for policies with ``uses_future = True``."""
+        if not self._run.uses_future:
+            raise PolicyError(self.policy_name, self.epoch,
+                              "reads view.future but does not declare uses_future = True")
+        return FutureView(self._run, self.epoch)
+
+
+class FutureView:
+    """The future, for oracle policies: reads and writes of epochs >= e.
+
+    Attributes
+    ----------
+    instance : Instance
+        The whole instance (an oracle may simulate it, e.g. to tune hyper-parameters).
+    """
+
+    def __init__(self, run, epoch: int):
+        self._run = run
+        self.epoch = epoch
+        self.instance = run.instance
+
+    @property
+    def reads(self) -> Accesses:
+        """Every read of epochs >= e."""
+        return self._run.accesses("read", self.epoch, self._run.instance.num_epochs)
+
+    @property
+    def writes(self) -> Accesses:
+        """Every write of epochs >= e."""
+        return self._run.accesses("write", self.epoch, self._run.instance.num_epochs)
+
+    def reads_in(self, start: int, stop: int) -> Accesses:
+        """Reads of epochs ``start <= t < stop``, with ``start >= e``."""
+        return self._run.accesses("read", max(start, self.epoch), stop)
+
+    def writes_in(self, start: int, stop: int) -> Accesses:
+        """Writes of epochs ``start <= t < stop``, with ``start >= e``."""
+        return self._run.accesses("write", max(start, self.epoch), stop)
+
+    def read_bytes_at(self, t: int) -> np.ndarray:
+        """Bytes read per item at epoch t >= e (zeros past the horizon), shape (N,)."""
+        return self.reads_in(t, t + 1).per_item(self._run.instance.num_items)
+
+    def next_read_epoch(self, t: int) -> np.ndarray:
+        """First epoch >= t (t >= e) at which each item is read; E if never again.
+
+        Maintained incrementally by the simulator: O(reads) over a whole run.
+        """
+        return self._run.next_read_epoch(max(t, self.epoch))
+
+
+# --------------------------------------------------------------------------- policies
+
+class Policy:
+    """Base of every placement policy: a ``@dataclass`` of hyper-parameters + ``decide``.
+
+    Class attributes
+    ----------------
+    name : str
+        The registered name (set by :func:`register_policy`).
+    uses_future : bool
+        True for oracles: the policy gets ``view.future``.
+    """
+
+    name: ClassVar[str] = ""
+    uses_future: ClassVar[bool] = False
+
+    def decide(self, view: View) -> Decision:
+        """Tiers of the items born at e, and the residency at e + 1."""
+        raise NotImplementedError(f"{type(self).__name__} must implement decide(view)")
+
+    def params(self) -> dict:
+        """The hyper-parameters as a dict (the dataclass fields)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} \
+            if dataclasses.is_dataclass(self) else {}
+
+    def _need(self, cond: bool, param: str, why: str) -> None:
+        if not cond:
+            raise ValueError(f"policy {policy_name(self)}: parameter '{param}' {why}, "
+                             f"got {getattr(self, param)!r}")
+
+
+def policy_name(policy: Policy) -> str:
+    """Registered name of a policy, or its class name when it is not registered."""
+    return type(policy).name or type(policy).__name__
+
+
+@dataclass
+class ScoredPolicy(Policy):
+    """A policy that only ranks items: implement ``score(view) -> ndarray`` of shape (N,).
+
+    Higher scores are more deserving of tier 0.  ``-inf`` means "never copy into tier 0"
+    (the item may stay there while room allows); NaN counts as ``-inf``.  The mechanics are
+    :func:`fill_by_score`'s.
+
+    Parameters
+    ----------
+    fill : {"capacity", "share"}
+        ``capacity``: fill tier 0 to the brim with the best-ranked items.  ``share``: also
+        stop admitting items once tier 0 would serve its ideal share of the next epoch's
+        predicted reads, ``B_0 / (B_0 + sum_k>=1 min(bandwidth_k, link_read_k))`` (PAPER.md:
+        both sides finish together), with reads predicted by :meth:`expected_reads`.
+    """
+
+    fill: str = "capacity"
+
+    def __post_init__(self):
+        self._need(self.fill in FILL_MODES, "fill", f"must be one of {', '.join(FILL_MODES)}")
+
+    def score(self, view: View) -> np.ndarray:
+        """Per-item score, shape (N,); higher = more deserving of tier 0."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score(view)")
+
+    def expected_reads(self, view: View) -> np.ndarray:
+        """Predicted read bytes per item at epoch e + 1, used by ``fill="share"``.
+
+        Default: the exact reads of e + 1 for oracles, the reads of e - 1 (the latest
+        epoch an online policy knows) otherwise.  Override to plug in a better predictor.
+        """
+        if self.uses_future:
+            return view.future.read_bytes_at(view.epoch + 1)
+        return view.last_read_bytes()
+
+    def decide(self, view: View) -> Decision:
+        expected = self.expected_reads(view) if self.fill == "share" else None
+        return fill_by_score(view, self.score(view), fill=self.fill, expected_reads=expected)
+
+
+def _prefix_within(weights: np.ndarray, budget: float) -> int:
+    """How many leading entries fit: largest n with sum(weights[:n]) <= budget."""
+    if weights.size == 0:
+        return 0
+    cum = np.cumsum(weights)
+    return int(np.searchsorted(cum, budget, side="right"))
+
+
+def _share_prefix(p: np.ndarray, target: float) -> int:
+    """Length of the prefix whose cumulative predicted reads come closest to ``target``."""
+    if p.size == 0:
+        return 0
+    cum = np.cumsum(p)
+    n = int(np.searchsorted(cum, target, side="right"))
+    if n < cum.size:
+        below = cum[n - 1] if n > 0 else 0.0
+        if cum[n] - target < target - below:
+            n += 1
+    return n
+
+
+def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
+                  expected_reads: np.ndarray | None = None) -> Decision:
+    """Turn a ranking into a feasible decision (the mechanics of :class:`ScoredPolicy`).
+
+    1. Rank the free (unpinned) items alive at e + 1 or born at e by score (ties: the
+       item already in the lower tier first, then the lower index).
+    2. Targets for e + 1: the best-ranked prefix goes to tier 0 up to its capacity, less
+       pinned items and ``reserve_next_bytes``; the next prefix to tier 1, and so on; the
+       rest to the last tier.  With ``fill="share"`` tier 0 admits only the prefix whose
+       predicted reads come closest to the ideal share ``view.ideal_tier0_share``; the
+       residents ranked after it stay while they are within capacity (evicting them
+       just to lower the share would cost copies).
+    3. Items born at e go to their pin or initial tier, else to their target tier if it
+       has room at e, else down the tiers in order (never to tier 0 if scored ``-inf``).
+    4. Moves towards the targets are admitted in rank order while the destination has
+       room *during e* (a copy occupies both tiers); a refused promotion stays where it
+       is, a refused demotion tries the next tier down.  Items scored ``-inf`` are never
+       promoted.  Inclusive mode: dropping a tier-0 copy is free and always admitted.
+    5. If refused moves leave a tier without the room that pinned items and forced
+       newborns need at e + 1, its worst-ranked stayers move down while there is room.
+
+    Parameters
+    ----------
+    view : View
+    score : ndarray of float, shape (N,)
+    fill : {"capacity", "share"}
+    expected_reads : ndarray of float, shape (N,), optional
+        Predicted read bytes at e + 1 (needed for ``fill="share"``).
+
+    Returns
+    -------
+    Decision
+    """
+    N, K, e = view.num_items, view.num_tiers, view.epoch
+    s = np.asarray(score, dtype=float)
+    if s.shape != (N,):
+        raise PolicyError(view.policy_name, e, f"score has shape {s.shape}, expected ({N},)")
+    s = np.where(np.isnan(s), -np.inf, s)
+    size = view.size_bytes.astype(float)
+    cap = np.asarray(view.capacity_bytes)
+    incl = view.inclusive
+    cur = np.array(view.residency, dtype=np.int64)
+    born = np.asarray(view.born)
+    alive_next = np.asarray(view.alive_next)
+    pinned = view.pinned_tier
+    forced = np.asarray(view.forced_birth_tier)
+    free = np.array(view.free_bytes, dtype=float)
+
+    # 1. forced newborns take their room first (inclusive: tier 1 is already counted)
+    is_born = np.zeros(N, bool)
+    is_born[born] = True
+    born_tier = forced[born].copy()
+    fb = born[born_tier >= 0]
+    used = np.bincount(forced[fb], weights=size[fb], minlength=K)
+    if incl:
+        used[1] = 0.0
+    free -= used
+
+    # 2. rank the free items alive at e + 1 or born now
+    idx = np.flatnonzero((alive_next | is_born) & (pinned < 0))
+    cur_key = np.where(cur[idx] >= 0, cur[idx], K)
+    order = idx[np.lexsort((idx, cur_key, -s[idx]))]
+
+    # 3. target tiers for e + 1, tier by tier
+    pin_next = alive_next & (pinned >= 0)
+    budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) \
+        - np.asarray(view.reserve_next_bytes)
+    target = np.full(N, K - 1, np.int64)
+    rest = order
+    for k in range(K - 1):
+        n = _prefix_within(np.where(alive_next[rest], size[rest], 0.0), budget[k])
+        if k == 0 and fill == "share":
+            if expected_reads is None:
+                raise PolicyError(view.policy_name, e, "fill='share' needs expected_reads")
+            p = np.where(alive_next, np.maximum(np.asarray(expected_reads, float), 0.0), 0.0)
+            goal = view.ideal_tier0_share * p.sum() - p[pin_next & (pinned == 0)].sum()
+            n_share = min(n, _share_prefix(p[rest], goal))
+            # past the share, residents stay while capacity allows (evicting them only
+            # to lower the share would cost copies); nobody else comes in
+            stay = rest[n_share:n][cur[rest[n_share:n]] == 0]
+            target[rest[:n_share]] = 0
+            target[stay] = 0
+            left = np.ones(rest.size, bool)
+            left[:n_share] = False
+            left[n_share:n] = cur[rest[n_share:n]] != 0
+            rest = rest[left]
+            continue
+        target[rest[:n]] = k
+        rest = rest[n:]
+
+    # 4. place the free newborns (rank order): their target tier if it has room, else down
+    fnb = order[is_born[order] & (forced[order] < 0)]
+    place = target[fnb].copy()
+    if K > 1:
+        place[(place == 0) & np.isneginf(s[fnb])] = 1   # -inf: does not deserve tier 0
+    reserve = np.asarray(view.reserve_next_bytes)
+    for k in range(K):
+        m = np.flatnonzero(place == k)
+        if m.size == 0 or (incl and k == 1):
+            continue
+        n = _prefix_within(size[fnb[m]], free[k] - reserve[k]) if k < K - 1 else m.size
+        free[k] -= size[fnb[m[:n]]].sum()
+        place[m[n:]] = k + 1
+    born_tier[np.searchsorted(born, fnb)] = place
+    cur[born] = born_tier
+
+    # 5. moves towards the targets, admitted while the destination has room during e
+    nxt = cur.copy()
+    mv = order[alive_next[order] & (target[order] != cur[order])]
+    dest = target[mv].copy()
+    promote = dest < cur[mv]
+    keep = ~(promote & np.isneginf(s[mv]))
+    mv, dest = mv[keep], dest[keep]
+    for k in range(K):
+        m = np.flatnonzero(dest == k)
+        if m.size == 0:
+            continue
+        if incl and k == 1:            # dropping a tier-0 copy: free, always admitted
+            nxt[mv[m]] = 1
+            continue
+        n = _prefix_within(size[mv[m]], free[k])
+        free[k] -= size[mv[m[:n]]].sum()
+        nxt[mv[m[:n]]] = k
+        refused = m[n:]
+        demoted = refused[dest[refused] > cur[mv[refused]]]
+        dest[refused] = -1
+        if k + 1 < K:
+            dest[demoted] = k + 1      # try the next tier down
+
+    # 6. room at e + 1 for pinned items and forced newborns: if refused moves left a
+    #    tier too full, send its worst-ranked stayers down while lower tiers have room
+    for k in range(K - 1):
+        over = size[alive_next & (nxt == k)].sum() + reserve[k] - cap[k]
+        if not over > 0:
+            continue
+        stayers = order[::-1]
+        stayers = stayers[alive_next[stayers] & (nxt[stayers] == k) & (cur[stayers] == k)]
+        cand = stayers[:min(stayers.size, _prefix_within(size[stayers], over - 1e-9) + 1)]
+        for j in range(k + 1, K):
+            if incl:
+                nxt[cand] = 1          # dropping a tier-0 copy is free
+                break
+            n = _prefix_within(size[cand], free[j])
+            free[j] -= size[cand[:n]].sum()
+            nxt[cand[:n]] = j
+            cand = cand[n:]
+            if cand.size == 0:
+                break
+    return Decision(nxt, born_tier)
+
+
+# --------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_policy(name: str, cls: type | None = None):
+    """Register a policy class under ``name`` (usable as a decorator above ``@dataclass``).
+
+    Raises
+    ------
+    ValueError
+        If the name is taken (duplicates are an error, never silently replaced), or the
+        class is not a dataclass subclass of :class:`Policy`.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @register_policy("doc-example")
+    ... @dataclass
+    ... class DocExample(ScoredPolicy):
+    ...     def score(self, view):
+    ...         return -view.birth.astype(float)
+    >>> register_policy("doc-example", DocExample)
+    Traceback (most recent call last):
+    ...
+    ValueError: a policy named 'doc-example' is already registered (DocExample)
+    >>> unregister_policy("doc-example")
+    """
+    def deco(c: type) -> type:
+        if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
+            raise ValueError(f"policy name must be a non-empty word, got {name!r}")
+        if name in _REGISTRY:
+            raise ValueError(f"a policy named {name!r} is already registered "
+                             f"({_REGISTRY[name].__qualname__})")
+        if not (isinstance(c, type) and issubclass(c, Policy) and dataclasses.is_dataclass(c)):
+            raise ValueError(f"policy {name!r}: {c!r} must be a @dataclass subclass of Policy")
+        if c.__dict__.get("name"):
+            raise ValueError(f"policy class {c.__qualname__} is already registered as "
+                             f"{c.__dict__['name']!r}")
+        c.name = name
+        _REGISTRY[name] = c
+        return c
+    return deco(cls) if cls is not None else deco
+
+
+def unregister_policy(name: str) -> None:
+    """Remove a registered policy (for tests and interactive sessions)."""
+    cls = _REGISTRY.pop(name, None)
+    if cls is None:
+        raise ValueError(f"no policy named {name!r} is registered")
+    cls.name = ""
+
+
+def _ensure_builtin() -> None:
+    import hetkv_opt.policies  # noqa: F401  (registers the built-in families)
+
+
+def _coerce(policy: str, param: str, value: Any, typ: Any) -> Any:
+    """A parameter value of the declared type; strings (from the CLI) are parsed."""
+    base = typ
+    if typing.get_origin(typ) is typing.Union:
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        base = args[0] if len(args) == 1 else typ
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+    if base not in (int, float, bool, str):
+        return value
+    if isinstance(value, str) and base is not str:
+        text = value.strip().lower()
+        try:
+            if base is bool:
+                if text in ("true", "1", "yes", "on"):
+                    return True
+                if text in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            return base(text)
+        except ValueError:
+            raise ValueError(f"policy {policy}: parameter '{param}' must be "
+                             f"{base.__name__}, got {value!r}") from None
+    ok = (isinstance(value, base) and not (base is not bool and isinstance(value, bool))) or \
+        (base is float and isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"policy {policy}: parameter '{param}' must be {base.__name__}, "
+                         f"got {value!r}")
+    return float(value) if base is float else value
+
+
+def get_policy(name: str, **params: Any) -> Policy:
+    """A registered policy with the given hyper-parameters (strings are parsed).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, unknown parameter, or a value of the wrong type or range.
+
+    Examples
+    --------
+    >>> get_policy("lru")
+    LRU(fill='capacity')
+    >>> get_policy("ema-score", decay="0.5").decay
+    0.5
+    """
+    _ensure_builtin()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown policy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in params.items():
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise ValueError(f"policy {name}: unknown parameter {key!r} (parameters: {known})")
+        kwargs[key] = _coerce(name, key, value, hints.get(key, Any))
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """One registered policy, as :func:`list_policies` describes it."""
+
+    name: str
+    cls: type
+    params: dict
+    oracle: bool
+    summary: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "oracle": self.oracle, "params": dict(self.params),
+                "summary": self.summary, "class": f"{self.cls.__module__}.{self.cls.__qualname__}"}
+
+
+def list_policies() -> list[PolicyInfo]:
+    """Every registered policy, by name: parameters with defaults, oracle flag, summary."""
+    _ensure_builtin()
+    out = []
+    for name in sorted(_REGISTRY):
+        cls = _REGISTRY[name]
+        params = {}
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.default is not dataclasses.MISSING:
+                params[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                params[f.name] = f.default_factory()  # type: ignore[misc]
+            else:
+                params[f.name] = None
+        para = (cls.__doc__ or "").strip().split("\n\n")[0]
+        summary = " ".join(line.strip() for line in para.splitlines()).replace("``", "")
+        out.append(PolicyInfo(name, cls, params, bool(cls.uses_future), summary))
+    return out
+
+
+__all__ = ["Accesses", "Decision", "FILL_MODES", "FutureView", "Policy", "PolicyError",
+           "PolicyInfo", "ScoredPolicy", "View", "fill_by_score", "get_policy",
+           "list_policies", "policy_name", "register_policy", "unregister_policy"]
