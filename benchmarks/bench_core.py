@@ -65,7 +65,7 @@ def run_case(case: Case, repeat: int) -> list[dict]:
         inst = drift_instance(blocks=case.blocks, steps=case.steps, seed=seed)
         for rep in range(repeat):
             t0 = time.perf_counter()
-            model = build_model(inst, rounding_cuts=cfg.rounding_cuts,
+            build_model(inst, rounding_cuts=cfg.rounding_cuts,
                                 count_vars=(case.method == "milp"))
             build_s = time.perf_counter() - t0
             res = solve(inst, case.method, time_limit_s=case.time_limit_s, config=cfg)

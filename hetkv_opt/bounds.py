@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hetkv_opt.milp_model import MilpModel, aggregate_bound_s  # noqa: F401  (re-export)
+from hetkv_opt.milp_model import MilpModel
 
 
 @dataclass

@@ -109,7 +109,7 @@ def check_structure(instance: Instance, schedule: Schedule) -> list[str]:
     every later entry changes the tier, pins and initial tiers.
     """
     problems: list[str] = []
-    N, E, K = instance.num_items, instance.num_epochs, instance.num_tiers
+    N, K = instance.num_items, instance.num_tiers
     it, ep, ti = schedule.item, schedule.epoch, schedule.tier
     if schedule.instance != instance.name:
         problems.append(f"schedule is for instance '{schedule.instance}', not '{instance.name}'")

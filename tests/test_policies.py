@@ -29,7 +29,7 @@ from hetkv_opt.evaluate import evaluate  # noqa: E402
 from hetkv_opt.generate import drift_instance  # noqa: E402
 from hetkv_opt.instance import make_instance, tiny_instance  # noqa: E402
 from hetkv_opt.io import load_instance, load_schedule, save_instance  # noqa: E402
-from hetkv_opt.policies.simulate import forced_overflow  # noqa: E402
+from hetkv_opt.solve import forced_overflow  # noqa: E402
 from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy,  # noqa: E402
                                 get_policy, list_policies, register_policy, simulate,
                                 unregister_policy)
