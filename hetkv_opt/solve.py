@@ -267,11 +267,14 @@ def _model_details(model: MilpModel, build_s: float) -> dict:
 
 
 def solve_lp(inst: Instance, *, time_limit_s: float | None = None,
-             config: SolverConfig = SolverConfig(), model: MilpModel | None = None) -> SolveResult:
+             config: SolverConfig = SolverConfig(), model: MilpModel | None = None,
+             rounding: list | None = None) -> SolveResult:
     """The LP relaxation of the MILP, reported as a weak-duality bound (``bound_only``).
 
     The bound is recomputed from HiGHS's row duals (see :mod:`hetkv_opt.bounds`), so it is a
-    proof even when the LP solver's own objective is off by its tolerances.
+    proof even when the LP solver's own objective is off by its tolerances.  When a list is
+    passed as ``rounding``, the LP solution rounded to a feasible schedule (or None) is
+    appended to it (see :mod:`hetkv_opt.rounding`).
     """
     t_start = time.perf_counter()
     pre = capacity_precheck(inst)
@@ -293,6 +296,12 @@ def solve_lp(inst: Instance, *, time_limit_s: float | None = None,
         bounds["lp"] = float(db.bound_s)
         details["lp"]["objective_s"] = raw.objective * model.t0_s if raw.objective is not None else None
         details["lp"]["margin_s"] = float(db.margin_s)
+    if rounding is not None:
+        from hetkv_opt.rounding import round_lp_solution
+        t_r = time.perf_counter()
+        rounded = round_lp_solution(model, raw.x) if raw.x is not None else None
+        details["lp"]["rounding_s"] = round(time.perf_counter() - t_r, 6)
+        rounding.append(rounded)
     status = "bound_only" if raw.status in ("optimal", "feasible") or raw.row_dual is not None else raw.status
     if status == "time_limit_no_solution":
         status = "bound_only"  # the aggregate bound still stands
@@ -406,17 +415,33 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     # auto: LP bound (cheap, a proof), then the MILP with the time left
     if config.backend == "pulp":
         return solve_milp(instance, time_limit_s=time_limit_s, config=config, method_name="auto")
-    lp = solve_lp(instance, time_limit_s=time_limit_s, config=config)
+    rounded: list = []
+    lp = solve_lp(instance, time_limit_s=time_limit_s, config=config, rounding=rounded)
     if lp.status in ("infeasible", "error"):
         lp.method = "auto"
         return lp
+    # the best starting schedule: the caller's, the rounded LP solution, or the trivial one
+    starts = [s for s in (warm_start, rounded[0] if rounded else None, trivial_schedule(instance))
+              if s is not None]
+    scored = [(ev.total_time_s, i, s) for i, s in enumerate(starts)
+              for ev in [evaluate(instance, s)] if ev.feasible]
+    best_start = min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+    lp_bounds = lp.details.get("bounds_s", {})
     remaining = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t_start)
+    lp_bound = lp_bounds.get("lp")
+    if best_start is not None and (
+            (remaining is not None and remaining <= 0.05)
+            or (lp_bound is not None and _gap(min(t[0] for t in scored), lp_bound) <= config.mip_rel_gap)):
+        # the LP already proves this schedule optimal (or no time is left for the MILP)
+        res = _finish(instance, "auto", best_start, None, "optimal", lp_bounds, t_start,
+                      lp.details, "", gap_tol=config.mip_rel_gap)
+        res.details["solved_by"] = "lp rounding"
+        return res
     if remaining is not None and remaining <= 0.05:
         lp.method = "auto"
         return lp
-    res = solve_milp(instance, time_limit_s=remaining, config=config, warm_start=warm_start,
-                     extra_bounds=lp.details.get("bounds_s", {}), log=log, progress=progress,
-                     method_name="auto")
+    res = solve_milp(instance, time_limit_s=remaining, config=config, warm_start=best_start,
+                     extra_bounds=lp_bounds, log=log, progress=progress, method_name="auto")
     res.details["lp"] = lp.details.get("lp")
     res.runtime_s = time.perf_counter() - t_start
     return res
