@@ -133,6 +133,7 @@ class MilpModel:
     has_out: bool
     defined_cols: np.ndarray      # aggregate columns defined by an equality row ...
     defining_rows: np.ndarray     # ... (sum of terms) - column = 0
+    byte_unit: float = 1.0        # bytes per unit in aggregate columns
     col_names_fn: object = None
     row_names_fn: object = None
     block_names: list = field(default_factory=list)
@@ -176,14 +177,11 @@ class MilpModel:
         E = inst.num_epochs
         v[self.tau_off:self.tau_off + E] = evaluation.epoch_time_s / self.t0_s
         if inst.mode == "inclusive":
-            v[self.h_off:self.h_off + E] = evaluation.read_bytes[0] / self._byte_unit()
+            v[self.h_off:self.h_off + E] = evaluation.read_bytes[0] / self.byte_unit
         # aggregates: the activity of their defining rows (which do not involve them)
         act = self.row_activity(v)
         v[self.defined_cols] = act[self.defining_rows]
         return v
-
-    def _byte_unit(self) -> float:
-        return self.byte_unit
 
     def residency_from_vector(self, v: np.ndarray) -> np.ndarray:
         """Dense residency (N, E) from a solution vector (x rounded at 0.5)."""
@@ -592,8 +590,8 @@ def build_model(inst: Instance, *, rounding_cuts: bool = True, count_vars: bool 
         x_off=x_off, in_off=in_off, out_off=out_off, tau_off=tau_off, h_off=h_off,
         move_pos=move_pos, num_moves_k=nmk, has_out=has_out,
         defined_cols=cat(defined_cols, np.int64), defining_rows=cat(defining_rows, np.int64),
-        col_names_fn=col_names, row_names_fn=row_names, block_names=[blk.name for blk in blocks])
-    model.byte_unit = u
+        byte_unit=u, col_names_fn=col_names, row_names_fn=row_names,
+        block_names=[blk.name for blk in blocks])
     return model
 
 
