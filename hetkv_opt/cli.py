@@ -37,6 +37,7 @@ class Method(str, Enum):
     milp = "milp"
     lp = "lp"
     aggregate = "aggregate"
+    lagrangian = "lagrangian"
 
 
 def fail(message: str) -> None:
@@ -413,6 +414,10 @@ def main(argv: list[str] | None = None) -> None:
 from hetkv_opt.cli_policies import register as _register_policy_commands  # noqa: E402
 
 _register_policy_commands(app)
+
+from hetkv_opt.cli_bound import register as _register_bound_commands  # noqa: E402
+
+_register_bound_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

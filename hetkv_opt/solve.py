@@ -21,7 +21,7 @@ from hetkv_opt.schedule import Schedule, schedule_from_residency
 from hetkv_opt.solver_config import SolverConfig
 
 STATUSES = ("optimal", "feasible", "bound_only", "infeasible", "time_limit_no_solution", "error")
-METHODS = ("auto", "milp", "lp", "aggregate")
+METHODS = ("auto", "milp", "lp", "aggregate", "lagrangian")
 # HiGHS's branch-and-bound bound is computed with tolerances; we report it less this
 # relative margin so that what we print stays a proof.
 MILP_BOUND_MARGIN = 1e-6
@@ -373,10 +373,11 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     Parameters
     ----------
     instance : Instance
-    method : {"auto", "milp", "lp", "aggregate"}
+    method : {"auto", "milp", "lp", "aggregate", "lagrangian"}
         ``milp``: the exact MILP (HiGHS branch and bound; its dual bound is the bound).
         ``lp``: the LP relaxation bound only.  ``aggregate``: the paper's
-        capacity-blind bound only.  ``auto``: the LP bound first, then the MILP in the
+        capacity-blind bound only.  ``lagrangian``: the decomposition bound (prices on
+        time and capacity rows, one shortest path per item).  ``auto``: the LP bound first, then the MILP in the
         time that is left; reports the best schedule and the best bound.
     time_limit_s : float or None
         Wall-clock limit for the whole call (None = no limit).
@@ -407,6 +408,9 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     if method == "aggregate":
         return _finish(instance, "aggregate", None, None, "bound_only",
                        {"aggregate": aggregate_bound_s(instance)}, t_start, {})
+    if method == "lagrangian":
+        from hetkv_opt.lagrangian import solve_lagrangian
+        return solve_lagrangian(instance, time_limit_s=time_limit_s)
     if method == "lp":
         return solve_lp(instance, time_limit_s=time_limit_s, config=config)
     if method == "milp":
