@@ -419,5 +419,9 @@ from hetkv_opt.cli_bound import register as _register_bound_commands  # noqa: E4
 
 _register_bound_commands(app)
 
+from hetkv_opt.cli_bench import register as _register_bench_commands  # noqa: E402
+
+_register_bench_commands(app)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -95,8 +95,8 @@ class PaperParams:
     """
 
     layers: int = 4
-    prompt_tokens: int = 512
-    steps: int = 64
+    prompt_tokens: int = 192
+    steps: int = 32
     block_tokens: int = 16
     kv_heads: int = LLAMA31_8B_KV_HEADS
     head_dim: int = LLAMA31_8B_HEAD_DIM
@@ -104,7 +104,7 @@ class PaperParams:
     sparsity: float = 0.6
     weight_share: float = 0.41
     reference_sparsity: float = 0.6
-    hbm_kv_fraction: float = 0.25
+    hbm_kv_fraction: float = 0.3
     sink_tokens: int = 4
     recent_tokens: int = 16
     phi: float = 0.9
@@ -209,7 +209,7 @@ def paper_instance(params: PaperParams | None = None, name: str | None = None, *
     for s in range(S):
         if s:
             page_z = p.phi * page_z + drift_noise * rng.normal(0.0, 1.0, (L, pages))
-        ctx = P + s + 1                                # tokens attended at step s (new one included)
+        ctx = P + s + 1                  # tokens attended at step s, the new one included
         n_read = max(1, int(round((1.0 - p.sparsity) * ctx)))
         tok_page = np.arange(ctx) // B
         noise = rng.normal(0.0, p.token_noise, (L, ctx))
