@@ -38,6 +38,8 @@ class Method(str, Enum):
     lp = "lp"
     aggregate = "aggregate"
     lagrangian = "lagrangian"
+    flow = "flow"
+    rolling = "rolling"
 
 
 def fail(message: str) -> None:

@@ -21,7 +21,7 @@ from hetkv_opt.schedule import Schedule, schedule_from_residency
 from hetkv_opt.solver_config import SolverConfig
 
 STATUSES = ("optimal", "feasible", "bound_only", "infeasible", "time_limit_no_solution", "error")
-METHODS = ("auto", "milp", "lp", "aggregate", "lagrangian")
+METHODS = ("auto", "milp", "lp", "aggregate", "lagrangian", "flow", "rolling")
 # HiGHS's branch-and-bound bound is computed with tolerances; we report it less this
 # relative margin so that what we print stays a proof.
 MILP_BOUND_MARGIN = 1e-6
@@ -373,11 +373,13 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     Parameters
     ----------
     instance : Instance
-    method : {"auto", "milp", "lp", "aggregate", "lagrangian"}
+    method : {"auto", "milp", "lp", "aggregate", "lagrangian", "flow", "rolling"}
         ``milp``: the exact MILP (HiGHS branch and bound; its dual bound is the bound).
         ``lp``: the LP relaxation bound only.  ``aggregate``: the paper's
         capacity-blind bound only.  ``lagrangian``: the decomposition bound (prices on
-        time and capacity rows, one shortest path per item).  ``auto``: the LP bound first, then the MILP in the
+        time and capacity rows, one shortest path per item).  ``flow``: the min-cost-flow
+        heuristic (HBM slots through time; two-tier exclusive).  ``rolling``: exact MILPs
+        on overlapping windows, stitched.  ``auto``: the LP bound first, then the MILP in the
         time that is left; reports the best schedule and the best bound.
     time_limit_s : float or None
         Wall-clock limit for the whole call (None = no limit).
@@ -408,6 +410,24 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     if method == "aggregate":
         return _finish(instance, "aggregate", None, None, "bound_only",
                        {"aggregate": aggregate_bound_s(instance)}, t_start, {})
+    if method in ("flow", "rolling"):
+        # heuristics: measure them against the LP bound (a quarter of the time at most)
+        lp = solve_lp(instance, config=config,
+                      time_limit_s=None if time_limit_s is None else time_limit_s / 4)
+        if lp.status == "infeasible":
+            lp.method = method
+            return lp
+        bounds = {k: v for k, v in lp.details.get("bounds_s", {}).items() if k == "lp"}
+        left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 0.1)
+        if method == "flow":
+            from hetkv_opt.flow_heuristic import solve_flow
+            res = solve_flow(instance, time_limit_s=left, bounds=bounds)
+        else:
+            from hetkv_opt.rolling import solve_rolling
+            res = solve_rolling(instance, time_limit_s=left, config=config,
+                                warm_start=warm_start, bounds=bounds)
+        res.runtime_s = time.perf_counter() - t_start
+        return res
     if method == "lagrangian":
         from hetkv_opt.lagrangian import solve_lagrangian
         return solve_lagrangian(instance, time_limit_s=time_limit_s)
