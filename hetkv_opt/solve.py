@@ -365,6 +365,47 @@ def solve_milp(inst: Instance, *, time_limit_s: float | None = None,
                    message, gap_tol=config.mip_rel_gap)
 
 
+# auto switches to the scale methods above this many free item-epochs (the LP of 1024 x 256
+# = 262k item-epochs takes ~26 s; the next size up would not leave the MILP any time)
+AUTO_MILP_MAX_ITEM_EPOCHS = 300_000
+
+
+def _item_epochs(inst: Instance) -> int:
+    free = inst.pinned_tier < 0
+    return int((inst.death - inst.birth)[free].sum())
+
+
+def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_start, t_start):
+    """auto for large instances: the Lagrangian bound (40 % of the time), then the flow
+    heuristic (two-tier exclusive) or the best of the starting schedules."""
+    from hetkv_opt.lagrangian import solve_lagrangian
+    pre = capacity_precheck(instance)
+    if pre:
+        return _finish(instance, "auto", None, None, "infeasible", {}, t_start, {}, pre)
+    share = None if time_limit_s is None else 0.4 * time_limit_s
+    lag = solve_lagrangian(instance, time_limit_s=share)
+    bounds = dict(lag.details.get("bounds_s", {}))
+    details = {"scale_path": True, "lagrangian": lag.details.get("lagrangian")}
+    starts = [s for s in (warm_start, trivial_schedule(instance)) if s is not None]
+    if instance.mode == "exclusive" and instance.num_tiers == 2:
+        from hetkv_opt.flow_heuristic import solve_flow
+        left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 1.0)
+        # one min-cost-flow solve cannot be interrupted: the full "chain" graph (~6 arcs a
+        # read; 1.7M arcs took 161 s) only when it is small, else the interval graph
+        # ("runs": 47k arcs, 6 s, 1.7 % worse on a 2048 x 512 drift instance)
+        graph = "chain" if 6 * instance.read_bytes.size <= 600_000 else "runs"
+        flow = solve_flow(instance, time_limit_s=left, bounds=bounds, graph=graph)
+        details["flow"] = {k: v for k, v in flow.details.items() if k != "bounds_s"}
+        if flow.schedule is not None:
+            starts.insert(0, flow.schedule)
+    scored = [(ev.total_time_s, i, s) for i, s in enumerate(starts)
+              for ev in [evaluate(instance, s)] if ev.feasible]
+    best = min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+    status = "feasible" if best is not None else "bound_only"
+    return _finish(instance, "auto", best, None, status, bounds, t_start, details,
+                   "" if best is not None else "no feasible schedule found")
+
+
 def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | None = 60.0,
           config: SolverConfig | None = None, warm_start: Schedule | None = None,
           log=None, progress=None) -> SolveResult:
@@ -380,7 +421,9 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
         time and capacity rows, one shortest path per item).  ``flow``: the min-cost-flow
         heuristic (HBM slots through time; two-tier exclusive).  ``rolling``: exact MILPs
         on overlapping windows, stitched.  ``auto``: the LP bound first, then the MILP in the
-        time that is left; reports the best schedule and the best bound.
+        time that is left; reports the best schedule and the best bound.  Above
+        ``AUTO_MILP_MAX_ITEM_EPOCHS`` free item-epochs, ``auto`` runs the Lagrangian bound
+        and the flow heuristic instead.
     time_limit_s : float or None
         Wall-clock limit for the whole call (None = no limit).
     config : SolverConfig, optional
@@ -436,6 +479,9 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     if method == "milp":
         return solve_milp(instance, time_limit_s=time_limit_s, config=config,
                           warm_start=warm_start, log=log, progress=progress)
+    # auto, beyond the MILP's reach: a decomposition bound and the flow heuristic
+    if _item_epochs(instance) > AUTO_MILP_MAX_ITEM_EPOCHS and config.backend != "pulp":
+        return _solve_large(instance, time_limit_s, config, warm_start, t_start)
     # auto: LP bound (cheap, a proof), then the MILP with the time left
     if config.backend == "pulp":
         return solve_milp(instance, time_limit_s=time_limit_s, config=config, method_name="auto")

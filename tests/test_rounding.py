@@ -51,3 +51,17 @@ def test_auto_uses_the_rounded_schedule_when_time_runs_out():
     res = solve(inst, "auto", time_limit_s=0.2)
     assert res.status in ("optimal", "feasible")
     assert res.total_time_s is not None and res.bound_s <= res.total_time_s
+
+
+def test_auto_takes_the_scale_path_above_the_threshold(monkeypatch):
+    import importlib
+    solve_mod = importlib.import_module("hetkv_opt.solve")
+    inst = drift_instance(blocks=32, steps=16, seed=1)
+    exact = solve(inst, "milp")
+    monkeypatch.setattr(solve_mod, "AUTO_MILP_MAX_ITEM_EPOCHS", 10)
+    res = solve(inst, "auto", time_limit_s=30)
+    assert res.details.get("scale_path") is True
+    assert res.status == "feasible" and res.bound_method == "lagrangian"
+    assert evaluate(inst, res.schedule).feasible
+    # a proof below the optimum, a schedule above it
+    assert res.bound_s <= exact.total_time_s * (1 + 1e-9) <= res.total_time_s * (1 + 1e-9)
