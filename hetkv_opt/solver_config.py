@@ -21,7 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESET_DIRS = (Path(__file__).resolve().parent.parent / "solvers", Path.cwd() / "solvers")
+# the repository's solvers/ (editable installs), the installed copy, the working folder's
+PRESET_DIRS = (Path(__file__).resolve().parent.parent / "solvers",
+               Path(sys.prefix) / "share" / "hetkv" / "solvers", Path.cwd() / "solvers")
 
 
 @dataclass(frozen=True)
