@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -316,15 +315,9 @@ def test_bad_toml_names_the_file(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 
-HETKV = ("import sys\nfrom hetkv_opt import cli\n"
-         "if 'bench' not in {c.name for c in cli.app.registered_commands}:\n"
-         "    from hetkv_opt.cli_bench import register\n    register(cli.app)\n"
-         "cli.main(sys.argv[1:])\n")
-
-
 def hetkv(*args):
-    return subprocess.run([sys.executable, "-c", HETKV, *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    from cli_helpers import hetkv as run
+    return run(*args, check_rc=None)
 
 
 def test_cli_bench_and_report(tmp_path):

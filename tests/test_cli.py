@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,22 +15,8 @@ from hetkv_opt.evaluate import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"
 
-
-def hetkv(*args, check_rc: int | None = 0):
-    proc = subprocess.run([sys.executable, "-m", "hetkv_opt", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 
 def test_solve_json_is_clean_and_schedule_round_trips(tmp_path):

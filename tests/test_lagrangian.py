@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -221,27 +220,7 @@ def test_a_certificate_for_another_instance_is_refused(certified):
 
 # ----------------------------------------------------------------------------- CLI
 
-PRELUDE = ("import sys; from hetkv_opt.cli import app, main; "
-           "from hetkv_opt.cli_bound import register; "
-           "[register(app) for _ in [0] if not any((c.name or '') == 'bound' "
-           "for c in app.registered_commands)]; main(sys.argv[1:])")
-
-
-def hetkv(*args, check_rc: int | None = 0):
-    proc = subprocess.run([sys.executable, "-c", PRELUDE, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 
 def test_cli_bound_then_verify(certified, tmp_path):

@@ -13,7 +13,6 @@ import json
 import math
 import pathlib
 import re
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -434,26 +433,7 @@ def test_registry_refuses_duplicates_and_bad_parameters():
 
 # ----------------------------------------------------------------------------- the CLI
 
-REGISTERED = ("import sys; from hetkv_opt.cli import app, main; "
-              "from hetkv_opt.cli_policies import register; register(app); ")
-
-
-def hetkv(*args, prelude: str = "", check_rc: int | None = 0):
-    code = REGISTERED + prelude + "main(sys.argv[1:])"
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 
 def test_cli_simulate_json_has_the_solve_keys_and_the_schedule_round_trips(tmp_path):
