@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from hetkv_opt.cli_format import Format
 from rich.console import Console
 from rich.table import Table
 
@@ -25,11 +27,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="hetkv: proven bounds and optimal KV-cache placement for heterogeneous memory.")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class Method(str, Enum):

@@ -13,11 +13,7 @@ from typing import Optional
 
 import typer
 
-
-class Format(str, Enum):
-    # the same choices as hetkv_opt.cli.Format (kept here to avoid an import cycle)
-    table = "table"
-    json = "json"
+from hetkv_opt.cli_format import Format
 
 
 class BoundMethod(str, Enum):

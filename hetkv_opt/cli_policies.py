@@ -12,16 +12,12 @@ from typing import List, Optional
 
 import typer
 
+from hetkv_opt.cli_format import Format
+
 
 class Bound(str, Enum):
     lp = "lp"
     aggregate = "aggregate"
-
-
-class Format(str, Enum):
-    # the same choices as hetkv_opt.cli.Format (kept here to avoid an import cycle)
-    table = "table"
-    json = "json"
 
 
 def _parse_params(pairs: List[str]) -> dict:
