@@ -16,19 +16,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hetkv_opt.instance import Instance, make_instance
+from hetkv_opt.presets import hardware_table
 
-# Hardware presets (PAPER.md, "Its hardware constants"): GH200 as modelled by the paper.
-HARDWARE = {
-    "gh200-paper": {
-        "source": "Fang et al., arXiv 2508.13231: HBM 4900 GB/s; LPDDR5X 500 GB/s internal; "
-                  "NVLink-C2C 450 GB/s each direction",
-        "tiers": [
-            {"name": "hbm", "bandwidth_Bps": 4900e9},
-            {"name": "lpddr", "capacity_bytes": None, "bandwidth_Bps": 500e9,
-             "link_read_Bps": 450e9, "link_write_Bps": 450e9},
-        ],
-    },
-}
+# Hardware presets, read from the data files in hetkv_opt/presets/hardware/ (name ->
+# {"source", "tiers"}); "gh200-paper" is GH200 as modelled by the paper (PAPER.md, "Its
+# hardware constants").  Generators set tier 0's capacity themselves.
+HARDWARE = hardware_table()
 
 # Llama-3.1-8B: 8 KV heads x 128 head dim, bf16 (2 bytes), K and V.
 LLAMA31_8B_KV_HEADS = 8
