@@ -422,5 +422,9 @@ from hetkv_opt.cli_bench import register as _register_bench_commands  # noqa: E4
 
 _register_bench_commands(app)
 
+from hetkv_opt.cli_stats import register as _register_stats_commands  # noqa: E402
+
+_register_stats_commands(app)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -22,7 +22,8 @@ step to the next.  These are the quantities that decide how much a placement can
   (layer, request) and to its newest alive block; and the probability that the k-th first
   / k-th newest block is read (1.0 = always read, as attention sinks and the recent window
   are).
-- **concentration**: the share of read bytes on the top ``top_fraction`` of the items.
+- **concentration**: the share of read bytes (and of reads) on the top ``top_fraction``
+  of the items by read bytes (by reads).
 - **placement**: the mean bytes of KV a step reads (all layers) against the HBM room left
   for KV, and the aggregate-bandwidth bound with the HBM read share it assumes.
 
@@ -78,6 +79,7 @@ class _Part:
     recent_reads: np.ndarray = None
     recent_alive: np.ndarray = None
     top_bytes: float = 0.0
+    top_reads: int = 0
 
 
 def _labels(inst: Instance):
@@ -213,6 +215,7 @@ def _group_part(inst: Instance, items: np.ndarray, layer: int, ep_of_step: np.nd
     tot = np.bincount(r_item, weights=r_bytes, minlength=n)
     m = max(1, math.ceil(top_fraction * n))
     P.top_bytes = float(np.sort(tot)[::-1][:m].sum())
+    P.top_reads = int(np.sort(reads_of)[::-1][:m].sum())
     return P
 
 
@@ -257,6 +260,7 @@ def _summary(parts: list[_Part]) -> dict:
         "sink_read_prob": [_ratio(r, a) for r, a in zip(sink_r, sink_a)],
         "recent_read_prob": [_ratio(r, a) for r, a in zip(rec_r, rec_a)],
         "concentration_top": _ratio(sum(p.top_bytes for p in parts), rb),
+        "concentration_top_reads": _ratio(sum(p.top_reads for p in parts), reads),
     }
 
 
