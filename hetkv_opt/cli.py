@@ -426,5 +426,9 @@ from hetkv_opt.cli_stats import register as _register_stats_commands  # noqa: E4
 
 _register_stats_commands(app)
 
+from hetkv_opt.cli_trace import register as _register_trace_commands  # noqa: E402
+
+_register_trace_commands(app)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
