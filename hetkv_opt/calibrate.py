@@ -6,9 +6,9 @@ pooled over its KV layers).  It is moment matching in three steps:
 
 1. **shape** from the target: blocks per layer, steps, tokens per block, bytes per token
    (from the writes) and the HBM room for KV;
-2. **direct estimates** for the knobs a statistic pins down on its own: ``sparsity = 1 -
-   mean read fraction`` (the generator reads ``round((1 - sparsity) x alive)`` blocks per
-   step), ``sinks`` = the leading positions read in at least ``always`` (0.99) of the
+2. **direct estimates** for the knobs a statistic pins down on its own: ``sparsity`` from
+   the mean read fraction (the generator reads ``round((1 - sparsity) x alive)`` blocks
+   per step; the rounding is inverted on the target's shape), ``sinks`` = the leading positions read in at least ``always`` (0.99) of the
    steps, ``recent`` = the same for the newest positions;
 3. **a search** for the drift knobs ``phi`` and ``persistence``, which shape the overlap,
    re-read, persistence and concentration statistics together: a grid over
@@ -165,10 +165,8 @@ class FitResult:
 def generate_command(p: DriftParams, out: str) -> str:
     """The ``hetkv generate`` command line that builds a drift instance with ``p``.
 
-    >>> generate_command(DriftParams(blocks=8, steps=4), "x.npz")  # doctest: +NORMALIZE_WHITESPACE
-    'hetkv generate x.npz --blocks 8 --steps 4 --sparsity 0.6 --phi 0.9 --persistence 1.0
-     --sinks 1 --recent 1 --block-tokens 16 --kv-bytes-per-token 4096 --hbm-fraction 0.3
-     --seed 0'
+    >>> print(generate_command(DriftParams(blocks=8, steps=4), "x.npz"))
+    hetkv generate x.npz --blocks 8 --steps 4 --sparsity 0.6 --phi 0.9 --persistence 1 --sinks 1 --recent 1 --block-tokens 16 --kv-bytes-per-token 4096 --hbm-fraction 0.3 --seed 0
     """
     parts = [f"hetkv generate {out}", f"--blocks {p.blocks}", f"--steps {p.steps}",
              f"--sparsity {p.sparsity:.6g}", f"--phi {p.phi:.6g}",
@@ -212,6 +210,23 @@ def _always(probs: list, always: float) -> int:
             break
         n += 1
     return n
+
+
+def _sparsity_for(read_fraction: float, shape: dict) -> float:
+    """The sparsity (0.001 grid) whose drift instances of ``shape`` read ``read_fraction``.
+
+    The generator reads ``max(1, round((1 - s) x alive))`` of the ``alive`` blocks each step,
+    so ``1 - read_fraction`` is biased by the rounding on small caches; this inverts the
+    rule on the shape's alive counts (ties, a range of sparsities giving the same counts:
+    the middle of the range).
+    """
+    B, T, N = shape["block_tokens"], shape["steps"], shape["blocks"]
+    alive = (N - math.ceil(T / B)) + np.arange(T) // B + 1
+    cand = np.round(np.arange(0, 991) / 1000, 3)
+    n_read = np.maximum(1, np.round((1.0 - cand)[:, None] * alive[None, :]))
+    err = np.abs((n_read / alive).mean(axis=1) - read_fraction)
+    best = np.flatnonzero(err <= err.min() + 1e-12)
+    return float(cand[best[(best.size - 1) // 2]])
 
 
 def _synthetic(p: DriftParams, seeds) -> dict:
@@ -336,8 +351,7 @@ def fit_drift(inst: Instance, *, seeds=(0, 1, 2), max_blocks: int = 256, max_ste
     seeds = tuple(int(s) for s in seeds)
 
     def base_for(summary: dict) -> DriftParams:
-        rf = summary["read_fraction"] or 0.0
-        sparsity = round(min(0.99, max(0.0, 1.0 - rf)), 3)
+        sparsity = _sparsity_for(summary["read_fraction"] or 0.0, shape)
         return DriftParams(sparsity=sparsity, sinks=_always(summary["sink_read_prob"], always),
                            recent=_always(summary["recent_read_prob"], always), **fit_shape)
 
