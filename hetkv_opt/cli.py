@@ -291,24 +291,126 @@ def info(
 
 @app.command()
 def generate(
-    out_path: Path = typer.Argument(..., help="Where to write the instance (.json or .npz)."),
-    blocks: int = typer.Option(64, "--blocks", "-n", help="KV blocks alive at the end."),
-    steps: int = typer.Option(32, "--steps", "-e", help="Decode steps (epochs)."),
-    sparsity: float = typer.Option(0.6, "--sparsity", help="Fraction of blocks NOT read per step."),
-    hbm_fraction: float = typer.Option(0.3, "--hbm-fraction", help="HBM capacity / final cache size."),
+    out_path: Path = typer.Argument(..., help="Where to write the instance (.json or .npz; large workloads stream to .npz)."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", "-n", help="Drift: KV blocks alive at the end (default 64)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-e", help="Drift: decode steps = epochs (default 32)."),
+    sparsity: float = typer.Option(0.6, "--sparsity", help="Fraction of the context NOT read per step (and layer)."),
+    hbm_fraction: Optional[float] = typer.Option(None, "--hbm-fraction", help="Tier-0 capacity as a fraction of the cache (drift default 0.3; workload: pinned bytes + fraction of the peak unpinned bytes; default the hardware preset's capacity)."),
     phi: float = typer.Option(0.9, "--phi", help="AR(1) coefficient of the importance drift."),
     persistence: float = typer.Option(1.0, "--persistence", help="Spread of persistent (heavy-hitter) importance."),
-    block_tokens: int = typer.Option(16, "--block-tokens"),
-    kv_bytes_per_token: Optional[int] = typer.Option(None, "--kv-bytes-per-token", help="Default: Llama-3.1-8B, bf16 (4096)."),
-    sinks: int = typer.Option(1, "--sinks"),
-    recent: int = typer.Option(1, "--recent"),
-    hardware: str = typer.Option("gh200-paper", "--hardware"),
+    block_tokens: Optional[int] = typer.Option(None, "--block-tokens", help="Tokens per KV block (default 16)."),
+    kv_bytes_per_token: Optional[int] = typer.Option(None, "--kv-bytes-per-token", help="Drift: default Llama-3.1-8B, bf16 (4096); workloads take it from --model."),
+    sinks: int = typer.Option(1, "--sinks", help="Blocks always read at the start."),
+    recent: int = typer.Option(1, "--recent", help="Blocks always read at the end."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware preset name or .toml path (default gh200-paper; see 'hetkv presets')."),
     mode: str = typer.Option("exclusive", "--mode", help="exclusive or inclusive."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name"),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
+    model: Optional[str] = typer.Option(None, "--model", "-M", help="Model preset name or .toml path: build a request workload (see 'hetkv presets')."),
+    preset_workload: Optional[str] = typer.Option(None, "--preset-workload", help="'paper': Llama-3.1-8B on gh200-paper, 1 request, 31,299-token prompt, 10,240 steps, 16-token pages, 60% sparsity (other options override)."),
+    batch: Optional[int] = typer.Option(None, "--batch", "-b", help="Workload: number of requests (default 1)."),
+    prompt_tokens: Optional[str] = typer.Option(None, "--prompt-tokens", help="Workload: N, a comma list (one per request), uniform:LO:HI or lognormal:MEDIAN:SIGMA (default 1024)."),
+    output_tokens: Optional[str] = typer.Option(None, "--output-tokens", help="Workload: decode steps per request, same forms (default 128)."),
+    arrival: str = typer.Option("0", "--arrival", help="Workload: arrival steps: 0, a comma list, every:K or poisson:RATE."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Workload: first N layers, or a comma list of layer indices (default all)."),
+    access: str = typer.Option("drift", "--access", help="Workload read model: drift (block AR(1) + heavy hitters) or paper (token top-k, --variation)."),
+    variation: str = typer.Option("high", "--variation", help="paper access: low or high variation between steps."),
+    weights: str = typer.Option("pinned", "--weights", help="Workload: layer weights pinned (to tier 0), free, or none."),
+    experts: str = typer.Option("free", "--experts", help="Workload (MoE models): expert items free or none."),
+    compute_floor: bool = typer.Option(False, "--compute-floor", help="Workload: min time per epoch = FLOPs / the hardware's peak_flops."),
+    compress_level: int = typer.Option(6, "--compress-level", help="zlib level of streamed NPZ members (1 = fastest)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Write a synthetic drift instance (same seed, same bytes)."""
+    """Write a synthetic instance: the one-layer drift model, or (with --model, --batch,
+    --preset-workload ...) a batch of requests on a model and hardware preset. Same
+    options and seed, same bytes."""
+    if out_path.suffix.lower() not in (".json", ".npz"):
+        fail(f"{out_path}: the instance file must end in .json or .npz")
+    workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers))
+    if not workload:
+        _generate_drift(out_path, blocks=64 if blocks is None else blocks, steps=32 if steps is None else steps,
+                        sparsity=sparsity, hbm_fraction=0.3 if hbm_fraction is None else hbm_fraction,
+                        phi=phi, persistence=persistence,
+                        block_tokens=16 if block_tokens is None else block_tokens,
+                        kv_bytes_per_token=kv_bytes_per_token, sinks=sinks, recent=recent,
+                        hardware=hardware or "gh200-paper", mode=mode, seed=seed, name=name, fmt=fmt)
+        return
+    for opt, val in (("--blocks", blocks), ("--steps", steps), ("--kv-bytes-per-token", kv_bytes_per_token)):
+        if val is not None:
+            fail(f"option '{opt}' is for the drift generator; a workload takes its sizes from --model "
+                 f"and --prompt-tokens/--output-tokens")
+    from hetkv_opt.workload import PAPER_WORKLOAD, WorkloadParams, make_requests, write_workload
+    base = {"model": "llama-3.1-8b", "hardware": "gh200-paper", "batch": 1, "prompt_tokens": "1024",
+            "output_tokens": "128", "block_tokens": 16}
+    if preset_workload is not None:
+        if preset_workload != "paper":
+            fail(f"option '--preset-workload': unknown workload {preset_workload!r} (known: paper)")
+        base.update({k: (str(v) if k.endswith("_tokens") and k != "block_tokens" else v)
+                     for k, v in PAPER_WORKLOAD.items() if k != "sparsity"})
+    given = {"model": model, "hardware": hardware, "batch": batch, "prompt_tokens": prompt_tokens,
+             "output_tokens": output_tokens, "block_tokens": block_tokens}
+    base.update({k: v for k, v in given.items() if v is not None})
+    try:
+        layer_sel = None
+        if layers is not None:
+            try:
+                vals = [int(x) for x in layers.split(",")]
+            except ValueError:
+                fail(f"option '--layers': {layers!r} is not N or a comma list of layer indices")
+            layer_sel = vals[0] if len(vals) == 1 else tuple(vals)
+        reqs = make_requests(base["batch"], base["prompt_tokens"], base["output_tokens"], arrival, seed)
+        params = WorkloadParams(
+            model=base["model"], hardware=base["hardware"], requests=reqs,
+            block_tokens=base["block_tokens"], layers=layer_sel, access=access, sparsity=sparsity,
+            phi=phi, persistence=persistence, sinks=sinks, recent=recent, variation=variation,
+            weights=weights, experts=experts, compute_floor=compute_floor,
+            hbm_fraction=hbm_fraction, mode=mode, seed=seed)
+        progress, stop = _build_progress(enabled=not quiet)
+        try:
+            d = write_workload(out_path, params, name=name, progress=progress, compresslevel=compress_level)
+        finally:
+            stop()
+    except ModelError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{out_path}: {exc.strerror or exc}")
+    if fmt == Format.json:
+        _emit_json(d)
+    else:
+        err.print(f"wrote {out_path}: {d['requests']} request(s), {d['layers']} layers, {d['items']} items x "
+                  f"{d['epochs']} epochs, {d['reads']} reads, {d['writes']} writes")
+
+
+def _build_progress(enabled: bool):
+    """A progress bar on stderr for long builds (only on a terminal)."""
+    if not enabled or not err.is_terminal:
+        return None, (lambda: None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    prog = Progress(TextColumn("[bold]generate[/] steps"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+    state = {"task": None, "last": 0.0}
+
+    def cb(done: int, total: int):
+        now = time.monotonic()
+        if state["task"] is None:
+            prog.start()
+            state["task"] = prog.add_task("", total=total)
+        if now - state["last"] >= 0.2 or done == total:
+            state["last"] = now
+            prog.update(state["task"], completed=done)
+
+    def stop():
+        if state["task"] is not None:
+            prog.stop()
+    return cb, stop
+
+
+def _generate_drift(out_path: Path, *, blocks, steps, sparsity, hbm_fraction, phi, persistence,
+                    block_tokens, kv_bytes_per_token, sinks, recent, hardware, mode, seed, name, fmt):
+    """The one-layer drift instance of :mod:`hetkv_opt.generate`."""
     from hetkv_opt.generate import DriftParams, drift_instance
     from hetkv_opt.io import instance_hash, save_instance
     kw = dict(blocks=blocks, steps=steps, sparsity=sparsity, hbm_fraction=hbm_fraction, phi=phi,
@@ -316,8 +418,6 @@ def generate(
               hardware=hardware, mode=mode, seed=seed)
     if kv_bytes_per_token is not None:
         kw["kv_bytes_per_token"] = kv_bytes_per_token
-    if out_path.suffix.lower() not in (".json", ".npz"):
-        fail(f"{out_path}: the instance file must end in .json or .npz")
     try:
         inst = drift_instance(DriftParams(**kw), name=name)
     except ValueError as exc:
@@ -421,6 +521,10 @@ _register_bound_commands(app)
 from hetkv_opt.cli_bench import register as _register_bench_commands  # noqa: E402
 
 _register_bench_commands(app)
+
+from hetkv_opt.cli_presets import register as _register_preset_commands  # noqa: E402
+
+_register_preset_commands(app)
 
 from hetkv_opt.cli_stats import register as _register_stats_commands  # noqa: E402
 
