@@ -164,3 +164,18 @@ def test_cli_calibrate_writes_params(tmp_path):
     assert json.loads(out.read_text())["params"] == d["params"]
     assert_one_line_error(hetkv("calibrate", ROOT / "instances" / "tiny.json", "--out", tmp_path / "p.txt",
                                 check_rc=None), "--out")
+
+
+def test_readme_stats_commands_run(tmp_path):
+    import re
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Trace statistics and calibration", 1)[1].split("\n## ", 1)[0]
+    cmds = [ln.split("#", 1)[0].split() for ln in re.search(r"```\n(.*?)```", section, re.S)
+            .group(1).splitlines() if ln.strip()]
+    assert [c[:2] for c in cmds] == [["hetkv", "stats"], ["hetkv", "calibrate"]]
+    for c in cmds:
+        args = [str(ROOT / a) if a.startswith("instances/") else
+                str(tmp_path / a) if a.endswith((".json", ".png")) else a for a in c[1:]]
+        hetkv(*args)
+    assert load_params(tmp_path / "params.json").phi > 0.8
+    assert (tmp_path / "fit.png").stat().st_size > 0
