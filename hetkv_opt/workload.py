@@ -54,6 +54,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -672,6 +673,7 @@ def plan_workload(params: WorkloadParams | None = None, *, access_model: AccessM
                 "weight_bytes_per_layer": model.weight_bytes_per_layer(),
                 "expert_bytes": model.expert_bytes(), "access_model": _describe(access),
                 "peak_free_bytes": peak_free, "pinned_bytes": pinned_bytes}
+    metadata = json.loads(json.dumps(metadata))      # as a file gives it back (lists, not tuples)
     root = np.random.SeedSequence(p.seed)
     return WorkloadPlan(name=name, mode=p.mode, tiers=tiers, num_steps=S, num_epochs=E,
                         items=item_arrays, epochs=epochs, metadata=metadata, params=p,
