@@ -66,6 +66,10 @@ SUM_TOLERANCE = 1e-12
 #: verify_bound refuses a certificate whose claimed bound differs from the recomputed one
 #: by more than this relative amount
 CLAIM_TOLERANCE = 1e-9
+#: iterations of the bundle master's solver at first; doubled whenever the model sees
+#: nothing better near the center, up to the phase's ``master_iters``
+MASTER_ITERS_START = 100
+
 
 
 class CertificateError(ModelError):
@@ -490,24 +494,28 @@ def _subgradient(p: _Problem, lam: np.ndarray, states: np.ndarray):
 
 # =============================================================================== projection
 
-def _project_simplex_rows(v: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+def _project_simplex_rows(v: np.ndarray, allowed: np.ndarray,
+                          blocked: np.ndarray | None = None) -> np.ndarray:
     """Euclidean projection of each column of v (J, E) onto {x >= 0, sum x <= 1}, with the
-    entries where ``allowed`` is False fixed to 0."""
-    v = np.where(allowed, v, 0.0)
-    x = np.maximum(v, 0.0)
-    over = x.sum(axis=0) > 1.0
-    if over.any():
-        w = np.where(allowed[:, over], v[:, over], -np.inf)
-        u = -np.sort(-w, axis=0)
-        u = np.where(np.isfinite(u), u, 0.0)
-        css = np.cumsum(u, axis=0) - 1.0
-        ind = np.arange(1, u.shape[0] + 1)[:, None]
-        cond = (u - css / ind) > 0
-        rho = cond.shape[0] - 1 - np.argmax(cond[::-1], axis=0)
-        theta = css[rho, np.arange(u.shape[1])] / (rho + 1)
-        x[:, over] = np.maximum(w - theta[None, :], 0.0)
-        x[:, over] = np.where(allowed[:, over], x[:, over], 0.0)
-    return _clip_sums(x)
+    entries where ``allowed`` is False fixed to 0.  ``blocked`` (optional, for speed: this
+    runs hundreds of times per master solve) is ``np.where(allowed, 0, -1e30)``."""
+    if blocked is None:
+        blocked = np.where(allowed, 0.0, -1e30)
+    w = v + blocked                          # a blocked entry is never positive
+    x = np.maximum(w, 0.0)
+    s = x.sum(axis=0)
+    over = s > 1.0
+    if not over.any():
+        return x                             # every column sum is <= 1 already
+    w = w[:, over]
+    u = -np.sort(-w, axis=0)
+    css = np.cumsum(u, axis=0) - 1.0
+    ind = np.arange(1, u.shape[0] + 1)[:, None]
+    cond = (u - css / ind) > 0
+    rho = cond.shape[0] - 1 - np.argmax(cond[::-1], axis=0)
+    theta = css[rho, np.arange(u.shape[1])] / (rho + 1)
+    x[:, over] = _clip_sums(np.maximum(w - theta[None, :], 0.0))
+    return x
 
 
 def _clip_sums(x: np.ndarray) -> np.ndarray:
@@ -570,6 +578,7 @@ class _Space:
         self.J, self.E, self.C = p.J, p.E, len(p.cap_tiers)
         self.nl = self.J * self.E
         self.allowed = _allowed(p)
+        self.blocked = np.where(self.allowed, 0.0, -1e30)
         self.scale = np.ones(self.nl + self.C * self.E)
         if self.C:
             self.scale[self.nl:] = 1.0 / max(float(np.max(np.abs(p.rooms))), 1.0)
@@ -581,7 +590,8 @@ class _Space:
         return np.concatenate([np.asarray(lam, float).ravel(), np.asarray(mu, float).ravel()])
 
     def proj(self, y):
-        lam = _project_simplex_rows(y[:self.nl].reshape(self.J, self.E), self.allowed)
+        lam = _project_simplex_rows(y[:self.nl].reshape(self.J, self.E), self.allowed,
+                                    self.blocked)
         return np.concatenate([lam.ravel(), np.maximum(y[self.nl:], 0.0)])
 
 
@@ -680,15 +690,20 @@ def _bundle_phase(tr: _Tracker, y0: np.ndarray, max_calls: int, tol: float,
     start = tr.calls
     widen = resets = 0
     center_cut = (Gs[0], offs[0])
+    cur_iters = MASTER_ITERS_START
     while tr.calls - start < max_calls and not tr.out_of_budget():
+        # an inexact master is enough far from the optimum (any z is a valid candidate);
+        # it is solved harder each time the model sees nothing better near the center
+        iters = min(master_iters, cur_iters)
         z, alpha, model = _solve_master(center / sc, np.asarray(Gs), np.asarray(offs), t,
-                                        proj_z, master_iters, alpha)
+                                        proj_z, iters, alpha)
         y_new = z * sc
         pred = model - center_v
         if pred <= tol * max(abs(center_v), 1e-12):
             # the model sees nothing better near the center: look further, then (the
             # master being approximate) restart the model from the center's own cut
             widen += 1
+            cur_iters *= 2
             if widen <= 2:
                 t *= 4.0
                 continue

@@ -250,3 +250,28 @@ def test_cli_refuses_bad_files_in_one_line(certified, tmp_path):
     assert_one_line_error(hetkv("bound", bad_inst, check_rc=None), str(bad_inst))
     assert_one_line_error(hetkv("bound", inst_path, "--cert", tmp_path / "c.json", check_rc=None),
                           "--cert")
+
+
+def test_price_projection_is_the_nearest_point():
+    """KKT conditions of the projection onto {x >= 0, sum x <= 1} with blocked entries:
+    x = max(v - theta, 0) on the allowed entries for one theta >= 0, theta = 0 unless the
+    sum is 1.  (An earlier version returned a feasible but not the nearest point when a
+    column had blocked entries and negative allowed ones.)"""
+    from hetkv_opt.lagrangian import _project_simplex_rows
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        J, E = int(rng.integers(1, 7)), int(rng.integers(1, 30))
+        v = rng.normal(0, rng.choice([0.1, 1.0, 10.0]), (J, E))
+        allowed = rng.random((J, E)) > 0.2
+        x = _project_simplex_rows(v, allowed)
+        assert np.all(x >= 0) and np.all(x.sum(axis=0) <= 1.0) and np.all(x[~allowed] == 0)
+        for e in range(E):
+            a = allowed[:, e]
+            va, xa = v[a, e], x[a, e]
+            if xa.sum() < 1 - 1e-9:
+                assert np.allclose(xa, np.maximum(va, 0), atol=1e-12)
+            else:
+                pos = xa > 0
+                theta = float(np.mean(va[pos] - xa[pos]))
+                assert theta >= -1e-9
+                assert np.allclose(xa, np.maximum(va - theta, 0), atol=1e-9)
