@@ -128,37 +128,41 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
     mu = rng.normal(0.0, p.persistence, N)
     z = rng.normal(0.0, 1.0, N)
     noise = math.sqrt(max(0.0, 1.0 - p.phi ** 2))
-    r_e, r_i, r_b, w_e, w_i, w_b = [], [], [], [], [], []
+    # the read list is filled in place: one copy of it, whatever the size
+    alive_t = prompt_blocks + np.arange(E) // B + 1
+    n_read_t = np.maximum(1, np.round((1.0 - p.sparsity) * alive_t).astype(np.int64))
+    ptr = np.zeros(E + 1, np.int64)
+    np.cumsum(n_read_t, out=ptr[1:])
+    r_e = np.repeat(np.arange(E, dtype=np.int64), n_read_t)
+    r_i = np.empty(ptr[-1], np.int64)
+    r_b = np.empty(ptr[-1], np.int64)
     for t in range(E):
         if t:
             z = p.phi * z + noise * rng.normal(0.0, 1.0, N)
         tail = prompt_blocks + t // B
         alive = tail + 1
-        filled = np.full(alive, B, np.int64)
-        filled[tail] = (t % B) + 1          # tokens in the tail block after this step's append
-        n_read = max(1, int(round((1.0 - p.sparsity) * alive)))
-        forced = set(range(min(p.sinks, alive))) | set(range(max(0, alive - p.recent), alive))
-        order = np.argsort(-(mu[:alive] + z[:alive]), kind="stable")
-        chosen = list(sorted(forced))[:n_read]
-        for i in order.tolist():
-            if len(chosen) >= n_read:
-                break
-            if i not in forced:
-                chosen.append(i)
-        chosen = np.sort(np.asarray(chosen, np.int64))
-        r_e.append(np.full(chosen.size, t))
-        r_i.append(chosen)
-        r_b.append(filled[chosen] * p.kv_bytes_per_token)
-        w_e.append([t])
-        w_i.append([tail])
-        w_b.append([p.kv_bytes_per_token])
+        n_read = int(n_read_t[t])
+        forced = np.zeros(alive, bool)
+        forced[:min(p.sinks, alive)] = True
+        forced[max(0, alive - p.recent):] = True
+        picked = np.flatnonzero(forced)[:n_read]
+        if picked.size < n_read:       # then the most important of the others
+            order = np.argsort(-(mu[:alive] + z[:alive]), kind="stable")
+            order = order[~forced[order]][:n_read - picked.size]
+            picked = np.concatenate([picked, order])
+        chosen = np.sort(picked)
+        r_i[ptr[t]:ptr[t + 1]] = chosen
+        # tokens in each block after this step's append: full, except the tail block
+        r_b[ptr[t]:ptr[t + 1]] = np.where(chosen == tail, (t % B) + 1, B) * p.kv_bytes_per_token
+    w_e = np.arange(E, dtype=np.int64)
+    w_i = prompt_blocks + w_e // B
+    w_b = np.full(E, p.kv_bytes_per_token, np.int64)
     hw = HARDWARE[p.hardware]
     tiers = [dict(t) for t in hw["tiers"]]
     tiers[0]["capacity_bytes"] = int(math.floor(p.hbm_fraction * N * block_bytes))
     return make_instance(
         name=name or f"drift-{N}x{E}-s{p.seed}", mode=p.mode, tiers=tiers, size_bytes=size, num_epochs=E,
-        birth=birth, reads=(np.concatenate(r_e), np.concatenate(r_i), np.concatenate(r_b)),
-        writes=(np.concatenate(w_e), np.concatenate(w_i), np.concatenate(w_b)),
+        birth=birth, reads=(r_e, r_i, r_b), writes=(w_e, w_i, w_b),
         item_labels={"kind": np.full(N, "kv"), "layer": np.zeros(N, np.int64),
                      "block": np.arange(N)},
         epoch_labels={"step": np.arange(E), "layer": np.zeros(E, np.int64)},

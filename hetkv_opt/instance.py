@@ -81,7 +81,8 @@ class Tier:
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
+    """A read-only view (the caller's own array object stays writable)."""
+    a = np.ascontiguousarray(a).view()
     a.setflags(write=False)
     return a
 
@@ -180,7 +181,7 @@ def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise ModelError(name, "must contain whole numbers")
-    out = arr.astype(np.int64)
+    out = arr.astype(np.int64, copy=False)     # no copy of an int64 array: large read lists
     if length is not None and out.shape[0] != length:
         raise ModelError(name, f"has {out.shape[0]} entries, expected {length}")
     return out
@@ -266,8 +267,10 @@ def _access_arrays(name: str, epoch, item, nbytes, n_items: int, n_epochs: int,
             k = bad[0]
             raise ModelError(f"{name}.epoch", f"entry {k}: item {i[k]} is accessed at epoch {e[k]} "
                              f"outside its life [{birth[i[k]]}, {death[i[k]]})")
-    order = np.lexsort((i, e))
-    e, i, b = e[order], i[order], b[order]
+    if e.size > 1 and not np.all((e[1:] > e[:-1]) | ((e[1:] == e[:-1]) & (i[1:] > i[:-1]))):
+        order = np.lexsort((i, e))         # sorted input (every generator's) is kept as is
+        e, i, b = e[order], i[order], b[order]
+        del order
     if e.size > 1:
         dup = np.flatnonzero((e[1:] == e[:-1]) & (i[1:] == i[:-1]))
         if dup.size:
@@ -296,6 +299,8 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
     min_time_s : array-like of float, shape (E,), optional
         Compute floor c_e (default 0).
     reads, writes : triple of array-likes (epoch, item, bytes)
+        int64 numpy arrays are not copied (a large read list is held once): the instance
+        keeps read-only views of them, so do not modify them afterwards.
     mode : {"exclusive", "inclusive"}
 
     Returns
