@@ -110,6 +110,25 @@ def _labels(inst: Instance):
     return kv, i_layer, req, block, step, e_layer
 
 
+def _member(sorted_codes: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.isin(q, sorted_codes)`` for a sorted, duplicate-free ``sorted_codes``."""
+    idx = np.searchsorted(sorted_codes, q)
+    hit = idx < sorted_codes.size
+    hit[hit] = sorted_codes[idx[hit]] == q[hit]
+    return hit
+
+
+def _sum_by_code(code: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct codes (sorted) and the sum of ``weights`` of each, by sorting (no hashing)."""
+    if code.size and np.any(code[1:] < code[:-1]):
+        o = np.argsort(code, kind="stable")
+        code, weights = code[o], weights[o]
+    if code.size == 0:
+        return code, weights.astype(np.float64)
+    starts = np.flatnonzero(np.concatenate([[True], code[1:] != code[:-1]]))
+    return code[starts], np.add.reduceat(weights.astype(np.float64), starts)
+
+
 def _quantile(x: np.ndarray, q: float):
     return None if x.size == 0 else float(np.quantile(x, q))
 
@@ -148,7 +167,7 @@ def _group_part(inst: Instance, items: np.ndarray, layer: int, ep_of_step: np.nd
 
     # overlap of consecutive steps and re-reads at lag d (codes t * n + item are sorted)
     code = r_t * n + r_item
-    hit1 = np.isin(code + n, code)
+    hit1 = _member(code, code + n)
     inter = np.bincount(r_t[hit1], minlength=T)[:T - 1] if T > 1 else np.zeros(0, np.int64)
     union = cnt[:-1] + cnt[1:] - inter
     ok = union > 0
@@ -162,7 +181,7 @@ def _group_part(inst: Instance, items: np.ndarray, layer: int, ep_of_step: np.nd
             continue
         base = r_t < T - d
         P.lag_base[k] = base.sum()
-        P.lag_hits[k] = np.isin(code[base] + d * n, code).sum()
+        P.lag_hits[k] = _member(code, code[base] + d * n).sum()
 
     # re-reference distance and runs: reads sorted by (item, step)
     o = np.lexsort((r_t, r_item))
@@ -340,8 +359,7 @@ def instance_stats(inst: Instance, *, window_steps: int = 8, top_fraction: float
         t_idx = np.searchsorted(g_steps, step[re[sel]])
         li = local[ri[sel]]
         # one entry per (step, item): sum the bytes of several epochs of a step
-        code, inv = np.unique(t_idx * items.size + li, return_inverse=True)
-        by = np.bincount(inv, weights=rb[sel], minlength=code.size)
+        code, by = _sum_by_code(t_idx * items.size + li, rb[sel])
         parts.append(_group_part(inst, items, int(layer), ep_of_step, code // items.size,
                                  code % items.size, by, win, top_fraction))
 
@@ -403,9 +421,10 @@ def _placement(inst: Instance, kv: np.ndarray, step: np.ndarray) -> dict:
     kv_bytes = int(inst.size_bytes[kv].sum())
     sel = kv[inst.read_item]
     # working set of a step: every KV item read in it (all layers), at its full size
-    steps, s_idx = np.unique(step[inst.read_epoch[sel]], return_inverse=True)
+    steps, s_of_epoch = np.unique(step, return_inverse=True)
     items = inst.read_item[sel]
-    pair = np.unique(s_idx * inst.num_items + items)
+    pair, _ = _sum_by_code(s_of_epoch[inst.read_epoch[sel]] * inst.num_items + items,
+                           np.zeros(items.size))
     ws = np.bincount(pair // inst.num_items, weights=inst.size_bytes[pair % inst.num_items],
                      minlength=steps.size)
     ws_mean = float(ws.mean()) if ws.size else 0.0
