@@ -51,7 +51,10 @@ FIT_WEIGHTS = {
     "hh_persistence": 1.0,
     "concentration_top_reads": 1.0,
     "log_run_length": 1.0,
-    # reported, not fitted: set by sinks, recent and the number of blocks, not by the drift
+    # reported, not fitted: the byte read fraction (the generator reads whole blocks, so
+    # it equals the block read fraction there), and the masses set by sinks, recent and the
+    # number of blocks rather than by the drift
+    "read_fraction_bytes": 0.0,
     "sink_mass": 0.0,
     "recency_mass": 0.0,
 }
@@ -72,7 +75,7 @@ def _phi(u: float) -> float:
 
 def stat_vector(summary: dict) -> dict:
     """The fitted statistics of a pooled KV summary (``instance_stats(...)["kv"]``)."""
-    v = {k: summary.get(k) for k in ("read_fraction", "jaccard_mean", "turnover_mean",
+    v = {k: summary.get(k) for k in ("read_fraction", "read_fraction_bytes", "jaccard_mean", "turnover_mean",
                                        "hh_persistence", "concentration_top_reads", "sink_mass",
                                        "recency_mass")}
     for d in LAGS:
