@@ -120,7 +120,7 @@ def solve(
         except ModelError as exc:
             fail(str(exc))
     log = (lambda line: err.print(line, markup=False, highlight=False)) if verbose else None
-    progress_cb, stop = _progress(time_limit, enabled=not quiet and not verbose and method.value in ("auto", "milp"))
+    progress_cb, stop = _progress(time_limit, enabled=not quiet and not verbose and method.value in ("auto", "milp", "lagrangian", "flow"))
     try:
         res = run_solve(inst, method.value, time_limit_s=time_limit, config=cfg, warm_start=ws,
                         log=log, progress=progress_cb)
@@ -150,10 +150,10 @@ def _progress(time_limit, enabled: bool):
     if not enabled:
         return None, (lambda: None)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    prog = Progress(TextColumn("[bold]MILP[/]"), BarColumn(), TimeElapsedColumn(),
+    prog = Progress(TextColumn("[bold]{task.fields[phase]}[/]"), BarColumn(), TimeElapsedColumn(),
                     TextColumn("{task.description}"), console=err, transient=True)
     total = time_limit if time_limit else None
-    task = prog.add_task("starting", total=total)
+    task = prog.add_task("starting", total=total, phase="solve")
     state = {"last": 0.0, "started": False}
 
     def cb(info):
@@ -166,7 +166,8 @@ def _progress(time_limit, enabled: bool):
             state["started"] = True
         desc = (f"best {_fmt_s(info['incumbent_s'])}  bound {_fmt_s(info['bound_s'])}  "
                 f"gap {_fmt_pct(info['gap'])}")
-        prog.update(task, completed=info["elapsed_s"], description=desc)
+        prog.update(task, completed=info["elapsed_s"], description=desc,
+                    phase=str(info.get("phase", "milp")).upper())
 
     def stop():
         if state["started"]:

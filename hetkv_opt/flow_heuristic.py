@@ -430,7 +430,8 @@ def _prices_from(inst: Instance, prices) -> np.ndarray:
 
 def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float | None = 30.0,
                   engine: str = "auto", graph: str = "chain", gaps=None, prices=None,
-                  patience: int = 8, info: dict | None = None) -> Schedule | None:
+                  patience: int = 8, info: dict | None = None, progress=None,
+                  stop_on_interrupt: bool = False) -> Schedule | None:
     """The best evaluated feasible schedule of the flow heuristic (see the module doc).
 
     Parameters
@@ -451,6 +452,12 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
         Stop after this many rounds without a better schedule.
     info : dict, optional
         Filled with counters (iterations, arcs, engine, solve seconds, best gap value).
+    progress : callable(dict), optional
+        Called after every round with ``round``, ``elapsed_s`` and ``best_s`` (the best
+        evaluated T so far).
+    stop_on_interrupt : bool
+        Ctrl-C ends the rounds and returns the best schedule so far (``info["interrupted"]``)
+        instead of propagating.  (A min-cost-flow solve itself is not interruptible.)
 
     Returns
     -------
@@ -476,6 +483,27 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
     lam = _prices_from(inst, prices) if prices is not None else _binding_onehot(inst, ev)
     stats = {"slots": F, "engine": None, "arcs_max": 0, "flow_solve_s": 0.0, "rounds": 0,
              "history_s": []}
+    best_box = [best, best_T, best_gap]
+    try:
+        _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, free, F,
+                     lam, stats, patience, progress, best_box)
+    except KeyboardInterrupt:
+        if not stop_on_interrupt:
+            raise
+        stats["interrupted"] = True     # Ctrl-C: keep the best schedule so far
+    best, best_T, best_gap = best_box
+    stats["best_gap_rule"] = best_gap
+    stats["runtime_s"] = time.perf_counter() - t_start
+    if info is not None:
+        info.update(stats)
+    return best
+
+
+def _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, free, F, lam,
+                 stats, patience, progress, box):
+    """The price rounds of :func:`flow_schedule`; the best schedule is kept in ``box``
+    (schedule, T, gap rule) as it improves, so an interruption loses nothing."""
+    best_T = box[1]
     stale = 0
     for it in range(max(1, int(iterations))):
         uc = _unit_costs(inst, lam)
@@ -497,11 +525,15 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
             if round_best is None or ev_s.total_time_s < round_best[0]:
                 round_best = (ev_s.total_time_s, ev_s)
             if ev_s.total_time_s < best_T * (1 - 1e-12):
-                best, best_T, best_gap = sched, ev_s.total_time_s, gap
+                best_T = ev_s.total_time_s
+                box[:] = [sched, best_T, gap]
                 improved = True
         stats["rounds"] = it + 1
         if round_best is not None:
             stats["history_s"].append(round_best[0])
+        if progress is not None:
+            progress({"round": it + 1, "elapsed_s": time.perf_counter() - t_start,
+                      "best_s": None if box[0] is None else best_T})
         stale = 0 if improved else stale + 1
         if stale >= patience:
             break
@@ -510,16 +542,11 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
             lam = lam + (_binding_onehot(inst, round_best[1]) - lam) / (it + 2)
         if time_limit_s is not None and time.perf_counter() - t_start > time_limit_s:
             break
-    stats["best_gap_rule"] = best_gap
-    stats["runtime_s"] = time.perf_counter() - t_start
-    if info is not None:
-        info.update(stats)
-    return best
 
 
 def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: float | None = 30.0,
                engine: str = "auto", graph: str = "chain", gaps=None, prices=None,
-               bounds: dict | None = None):
+               bounds: dict | None = None, progress=None, stop_on_interrupt: bool = False):
     """:func:`flow_schedule` as a :class:`hetkv_opt.solve.SolveResult` (method ``flow``,
     status ``feasible``); the bound is the aggregate bound plus any passed in ``bounds``
     (e.g. ``{"lp": ..., "lagrangian": ...}``)."""
@@ -533,7 +560,8 @@ def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: float | No
     all_bounds.update(bounds or {})
     info: dict = {}
     sched = flow_schedule(inst, iterations=iterations, time_limit_s=time_limit_s, engine=engine,
-                          graph=graph, gaps=gaps, prices=prices, info=info)
+                          graph=graph, gaps=gaps, prices=prices, info=info, progress=progress,
+                          stop_on_interrupt=stop_on_interrupt)
     info.pop("history_s", None)
     msg = "" if sched is not None else "the flow heuristic found no feasible schedule"
     return _finish(inst, "flow", sched, None, "feasible", all_bounds, t_start,

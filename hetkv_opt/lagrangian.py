@@ -919,7 +919,8 @@ def _dw_phase(tr: _Tracker, y_center: np.ndarray, paths: list, tol: float) -> No
 def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: float | None = None,
                      prices=None, progress=None, target_s: float | None = None,
                      tol: float = 1e-6, master: str = "auto",
-                     dw_max_item_epochs: int = 70_000) -> tuple[float, "BoundCertificate"]:
+                     dw_max_item_epochs: int = 70_000,
+                     stop_on_interrupt: bool = False) -> tuple[float, "BoundCertificate"]:
     """Maximise the Lagrangian bound over the prices; return it and its certificate.
 
     Parameters
@@ -945,6 +946,9 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         cutting planes (Dantzig-Wolfe column generation, the master solved by HiGHS), which
         reaches the LP relaxation's value; its master grows with items x paths.
         ``auto``: ``dw`` up to ``dw_max_item_epochs`` free item-epochs, else ``bundle``.
+    stop_on_interrupt : bool
+        Ctrl-C (KeyboardInterrupt) ends the optimisation and returns the bound of the best
+        prices so far (``metadata["interrupted"]``) instead of propagating.
 
     Returns
     -------
@@ -978,20 +982,28 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     item_epochs = int((p.death - p.birth).sum())
     use_dw = master == "dw" or (master == "auto" and item_epochs <= dw_max_item_epochs)
     y0 = space.join(lam0, mu0)
-    if use_dw and p.free.size:
-        paths: list = []
-        center = _bundle_phase(tr, y0, max_calls=min(20, max(tr.iterations // 4, 1)),
-                               tol=tol, paths=paths, master_iters=100)
-        _dw_phase(tr, center, paths, tol)
-    else:
-        _bundle_phase(tr, y0, max_calls=tr.iterations, tol=tol * 1e-2)
-    lam, mu = space.split(tr.best_y)
+    interrupted = False
+    try:
+        if use_dw and p.free.size:
+            paths: list = []
+            center = _bundle_phase(tr, y0, max_calls=min(20, max(tr.iterations // 4, 1)),
+                                   tol=tol, paths=paths, master_iters=100)
+            _dw_phase(tr, center, paths, tol)
+        else:
+            _bundle_phase(tr, y0, max_calls=tr.iterations, tol=tol * 1e-2)
+    except KeyboardInterrupt:
+        if not stop_on_interrupt:
+            raise
+        interrupted = True        # Ctrl-C: the best prices so far still give a proof
+    lam, mu = space.split(tr.best_y if tr.best_y is not None else space.proj(y0))
     lam = _clip_sums(lam.copy())
     mu_s = np.maximum(mu, 0.0) * p.t0
     value_s = _evaluate(p, lam, mu_s / p.t0, gradient=False).value * p.t0
     bound_s = _finish_value(inst, lam, mu_s, p.rooms, value_s)
     meta = {"method": METHOD, "master": "dw" if use_dw else "bundle", "oracle_calls": tr.calls,
             "runtime_s": round(time.perf_counter() - t_start, 6)}
+    if interrupted:
+        meta["interrupted"] = True
     if tr.upper is not None:
         meta["master_value_s"] = tr.upper * p.t0
         meta["gap_to_master"] = max(0.0, (tr.upper * p.t0 - bound_s) / (tr.upper * p.t0)) \
@@ -1004,7 +1016,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
 
 
 def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, iterations: int = 300,
-                     master: str = "auto", progress=None, prices=None):
+                     master: str = "auto", progress=None, prices=None,
+                     stop_on_interrupt: bool = False):
     """The Lagrangian bound as a :class:`hetkv_opt.solve.SolveResult` (``bound_only``).
 
     ``details["lagrangian"]`` holds the optimiser's counters (JSON-ready); the
@@ -1025,7 +1038,8 @@ def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, itera
     bounds = {"aggregate": aggregate_bound_s(inst)}
     try:
         bound, cert = lagrangian_bound(inst, iterations=iterations, time_limit_s=time_limit_s,
-                                       master=master, progress=progress, prices=prices)
+                                       master=master, progress=progress, prices=prices,
+                                       stop_on_interrupt=stop_on_interrupt)
     except ValueError as exc:
         if str(exc).startswith("infeasible"):
             return _finish(inst, METHOD, None, None, "infeasible", bounds, t_start, {}, str(exc))

@@ -375,35 +375,67 @@ def _item_epochs(inst: Instance) -> int:
     return int((inst.death - inst.birth)[free].sum())
 
 
-def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_start, t_start):
+def _relay(progress, phase: str, t_start: float, bound=None):
+    """Adapt a method's own progress dicts to the ``solve`` contract: ``phase``,
+    ``elapsed_s`` (since the solve began), ``incumbent_s``, ``bound_s`` and ``gap``."""
+    if progress is None:
+        return None
+    state = {"bound": bound, "incumbent": None}
+
+    def cb(info):
+        if "bound_s" in info:
+            state["bound"] = info["bound_s"]
+        if info.get("best_s") is not None:
+            state["incumbent"] = info["best_s"]
+        inc, bnd = state["incumbent"], state["bound"]
+        progress({"phase": phase, "elapsed_s": time.perf_counter() - t_start,
+                  "incumbent_s": inc, "bound_s": bnd,
+                  "gap": _gap(inc, bnd) if inc is not None and bnd is not None else None})
+    return cb
+
+
+def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_start, t_start,
+                 progress=None):
     """auto for large instances: the Lagrangian bound (40 % of the time), then the flow
-    heuristic (two-tier exclusive) or the best of the starting schedules."""
+    heuristic (two-tier exclusive) or the best of the starting schedules.  Ctrl-C ends
+    the current phase and returns what is at hand (the best prices so far still prove
+    their bound; the best schedule so far is evaluated)."""
     from hetkv_opt.lagrangian import solve_lagrangian
     pre = capacity_precheck(instance)
     if pre:
         return _finish(instance, "auto", None, None, "infeasible", {}, t_start, {}, pre)
     share = None if time_limit_s is None else 0.4 * time_limit_s
-    lag = solve_lagrangian(instance, time_limit_s=share)
+    lag = solve_lagrangian(instance, time_limit_s=share, stop_on_interrupt=True,
+                           progress=_relay(progress, "lagrangian", t_start))
     bounds = dict(lag.details.get("bounds_s", {}))
-    details = {"scale_path": True, "lagrangian": lag.details.get("lagrangian")}
+    lag_info = lag.details.get("lagrangian") or {}
+    details = {"scale_path": True, "lagrangian": lag_info}
+    interrupted = bool(lag_info.get("interrupted"))
     starts = [s for s in (warm_start, trivial_schedule(instance)) if s is not None]
-    if instance.mode == "exclusive" and instance.num_tiers == 2:
+    if instance.mode == "exclusive" and instance.num_tiers == 2 and not interrupted:
         from hetkv_opt.flow_heuristic import solve_flow
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 1.0)
         # one min-cost-flow solve cannot be interrupted: the full "chain" graph (~6 arcs a
         # read; 1.7M arcs took 161 s) only when it is small, else the interval graph
         # ("runs": 47k arcs, 6 s, 1.7 % worse on a 2048 x 512 drift instance)
         graph = "chain" if 6 * instance.read_bytes.size <= 600_000 else "runs"
-        flow = solve_flow(instance, time_limit_s=left, bounds=bounds, graph=graph)
+        flow = solve_flow(instance, time_limit_s=left, bounds=bounds, graph=graph,
+                          stop_on_interrupt=True,
+                          progress=_relay(progress, "flow", t_start, bound=lag.bound_s))
         details["flow"] = {k: v for k, v in flow.details.items() if k != "bounds_s"}
+        interrupted = interrupted or bool(details["flow"].get("flow", {}).get("interrupted"))
         if flow.schedule is not None:
             starts.insert(0, flow.schedule)
     scored = [(ev.total_time_s, i, s) for i, s in enumerate(starts)
               for ev in [evaluate(instance, s)] if ev.feasible]
     best = min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
     status = "feasible" if best is not None else "bound_only"
-    return _finish(instance, "auto", best, None, status, bounds, t_start, details,
-                   "" if best is not None else "no feasible schedule found")
+    msg = "" if best is not None else "no feasible schedule found"
+    if interrupted:
+        details["interrupted"] = True
+        msg = "interrupted (Ctrl-C): the best bound and schedule found so far" + (
+            f"; {msg}" if msg else "")
+    return _finish(instance, "auto", best, None, status, bounds, t_start, details, msg)
 
 
 def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | None = 60.0,
@@ -433,7 +465,8 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     log : callable(str), optional
         HiGHS's log lines.
     progress : callable(dict), optional
-        Called during the MILP with elapsed time, incumbent, bound and gap (seconds).
+        Called as the solve goes with ``phase`` (milp | lagrangian | flow), ``elapsed_s``,
+        ``incumbent_s``, ``bound_s`` and ``gap`` (None where not known yet).
 
     Returns
     -------
@@ -464,7 +497,8 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 0.1)
         if method == "flow":
             from hetkv_opt.flow_heuristic import solve_flow
-            res = solve_flow(instance, time_limit_s=left, bounds=bounds)
+            res = solve_flow(instance, time_limit_s=left, bounds=bounds,
+                             progress=_relay(progress, "flow", t_start, bounds.get("lp")))
         else:
             from hetkv_opt.rolling import solve_rolling
             res = solve_rolling(instance, time_limit_s=left, config=config,
@@ -473,7 +507,8 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
         return res
     if method == "lagrangian":
         from hetkv_opt.lagrangian import solve_lagrangian
-        return solve_lagrangian(instance, time_limit_s=time_limit_s)
+        return solve_lagrangian(instance, time_limit_s=time_limit_s,
+                                progress=_relay(progress, "lagrangian", t_start))
     if method == "lp":
         return solve_lp(instance, time_limit_s=time_limit_s, config=config)
     if method == "milp":
@@ -481,7 +516,7 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
                           warm_start=warm_start, log=log, progress=progress)
     # auto, beyond the MILP's reach: a decomposition bound and the flow heuristic
     if _item_epochs(instance) > AUTO_MILP_MAX_ITEM_EPOCHS and config.backend != "pulp":
-        return _solve_large(instance, time_limit_s, config, warm_start, t_start)
+        return _solve_large(instance, time_limit_s, config, warm_start, t_start, progress)
     # auto: LP bound (cheap, a proof), then the MILP with the time left
     if config.backend == "pulp":
         return solve_milp(instance, time_limit_s=time_limit_s, config=config, method_name="auto")

@@ -158,3 +158,52 @@ def test_rolling_stops_cleanly_at_the_time_limit():
     assert evaluate(inst, roll.schedule).feasible
     with pytest.raises(ValueError):
         solve_rolling(inst, window=4, overlap=4)
+
+
+# --------------------------------------------------------------- scale path: progress, Ctrl-C
+
+def _scale_path(monkeypatch):
+    import importlib
+    solve_mod = importlib.import_module("hetkv_opt.solve")   # (hetkv_opt.solve is also a function)
+    monkeypatch.setattr(solve_mod, "AUTO_MILP_MAX_ITEM_EPOCHS", 0)   # force lagrangian + flow
+    return solve_mod
+
+
+def test_auto_scale_path_reports_progress_in_every_phase(monkeypatch):
+    solve_mod = _scale_path(monkeypatch)
+    inst = drift_instance(blocks=48, steps=24, seed=3)
+    seen = []
+    res = solve_mod.solve(inst, "auto", time_limit_s=30, progress=seen.append)
+    assert res.status == "feasible" and res.details.get("scale_path")
+    phases = [d["phase"] for d in seen]
+    assert "lagrangian" in phases and "flow" in phases
+    assert phases.index("flow") > phases.index("lagrangian")
+    for d in seen:
+        assert set(d) == {"phase", "elapsed_s", "incumbent_s", "bound_s", "gap"}
+    flow_lines = [d for d in seen if d["phase"] == "flow"]
+    # the flow phase knows the Lagrangian bound and its best schedule so far
+    assert all(d["bound_s"] is not None and d["incumbent_s"] is not None for d in flow_lines)
+    assert min(d["incumbent_s"] for d in flow_lines) >= res.bound_s
+    assert res.total_time_s <= min(d["incumbent_s"] for d in flow_lines) + 1e-15
+
+
+@pytest.mark.parametrize("phase", ["lagrangian", "flow"])
+def test_auto_scale_path_ctrl_c_returns_what_it_has(monkeypatch, phase):
+    """Ctrl-C (KeyboardInterrupt raised inside a phase) ends the solve with the best bound
+    and schedule so far: the bound is still a proof, the schedule is evaluated."""
+    solve_mod = _scale_path(monkeypatch)
+    inst = drift_instance(blocks=40, steps=20, seed=4)
+    calls = {"n": 0}
+
+    def progress(d):
+        if d["phase"] == phase:
+            calls["n"] += 1
+            if calls["n"] == 3 or phase == "flow":
+                raise KeyboardInterrupt
+    res = solve_mod.solve(inst, "auto", time_limit_s=30, progress=progress)
+    assert res.details.get("interrupted") and "interrupted" in res.message
+    assert res.status == "feasible" and res.schedule is not None
+    ev = evaluate(inst, res.schedule)
+    assert ev.feasible and ev.total_time_s == pytest.approx(res.total_time_s, rel=1e-12)
+    opt = solve_milp(inst, time_limit_s=60)
+    assert res.bound_s <= opt.total_time_s * (1 + 1e-9)
