@@ -382,7 +382,7 @@ def generate(
         _emit_json(d)
     else:
         err.print(f"wrote {out_path}: {d['requests']} request(s), {d['layers']} layers, {d['items']} items x "
-                  f"{d['epochs']} epochs, {d['reads']} reads, {d['writes']} writes")
+                  f"{d['epochs']} epochs, {d['reads']} reads, {d['writes']} writes", soft_wrap=True)
 
 
 def _build_progress(enabled: bool):

@@ -243,3 +243,22 @@ def test_cli_generate_workload_errors_are_one_line(tmp_path):
     assert_one_line_error(hetkv("generate", tmp_path / "x.npz", "--batch", 2, "--prompt-tokens", "uniform:9",
                                 check_rc=None), "prompt-tokens")
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_readme_preset_and_workload_commands_run(tmp_path):
+    """The commands of README's 'Presets and workloads' (all but the full paper build)."""
+    import re
+    import shlex
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Presets and workloads", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```\n(.*?)```", section, flags=re.S).group(1).replace("\\\n", " ")
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+    ran = 0
+    for cmd in commands:
+        assert cmd[0] == "hetkv"
+        if "--preset-workload" in cmd:
+            continue
+        args = [str(tmp_path / a) if a.endswith(".npz") else a for a in cmd[1:]]
+        hetkv(*args, "-q" if args[0] == "generate" else "-f", *([] if args[0] == "generate" else ["json"]))
+        ran += 1
+    assert ran >= 4 and (tmp_path / "moe.npz").is_file()
