@@ -26,6 +26,14 @@ class Weights(str, Enum):
     none = "none"
 
 
+def _fail(message: str) -> None:
+    """:func:`hetkv_opt.cli.fail` with the message taken literally (``[trace]`` is no markup)."""
+    from rich.markup import escape
+
+    from hetkv_opt.cli import fail
+    fail(escape(message))
+
+
 def _parse_layers(text: Optional[str], fail) -> Optional[list[int]]:
     """``"0,4,8"`` or ``"0-29"`` or ``"0-29:10"`` (start-end:stride) -> layer indices."""
     if text is None:
@@ -63,8 +71,9 @@ def trace_cmd(
 ):
     """Run a causal LM over prompts, decode greedily, and record every (step, layer)
     attention over the KV cache (needs the 'trace' extra)."""
-    from hetkv_opt.cli import _emit_json, err, fail, out
-    from hetkv_opt.trace import MissingTraceExtra, TraceError, require_trace_extra
+    from hetkv_opt.cli import _emit_json, err, out
+    from hetkv_opt.trace import MissingTraceExtra, TraceError, check_model, require_trace_extra
+    fail = _fail
     if steps < 1:
         fail("option '--steps': must be >= 1")
     if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -94,6 +103,10 @@ def trace_cmd(
             fail(f"option '--out': {out_path} must end in .npz")
         targets = [out_path]
     layer_list = _parse_layers(layers, fail)
+    try:
+        check_model(model)
+    except TraceError as exc:
+        fail(str(exc))
     try:
         require_trace_extra()
     except MissingTraceExtra as exc:
@@ -159,8 +172,9 @@ def trace_to_instance_cmd(
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
 ):
     """Turn a recorded trace into a placement instance with a read-selection rule."""
-    from hetkv_opt.cli import _emit_json, fail, out
+    from hetkv_opt.cli import _emit_json, out
     from hetkv_opt.io import instance_hash, save_instance
+    fail = _fail
     from hetkv_opt.trace import TraceError, load_trace
     from hetkv_opt.trace_instance import TraceInstanceParams, trace_instance
     if out_path.suffix.lower() not in (".json", ".npz"):

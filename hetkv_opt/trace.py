@@ -342,6 +342,13 @@ def resolve_model(name_or_path: str) -> tuple[str, str | None]:
                      f"({', '.join(MODELS)}) nor a local folder or .gguf file")
 
 
+def check_model(name_or_path: str) -> None:
+    """Raise :class:`TraceError` unless the model can be found (no torch needed)."""
+    if name_or_path in MODELS and "package" not in MODELS[name_or_path]:
+        return                                  # built in memory
+    resolve_model(name_or_path)
+
+
 def load_model(name_or_path: str, quiet: bool = False) -> LoadedModel:
     """Load a causal LM for tracing: eager attention (attention weights), CPU, offline.
 
@@ -538,5 +545,5 @@ def capture_trace(lm: LoadedModel, prompt_ids: Sequence[int], steps: int, *,
 
 __all__ = ["INSTALL_HINT", "MODELS", "ByteTokenizer", "LoadedModel", "MissingTraceExtra",
            "SCHEMA_TRACE", "TRACE_SCHEMA_VERSION", "Trace", "TraceError", "capture_trace",
-           "encode_prompt", "load_model", "load_trace", "require_trace_extra",
+           "check_model", "encode_prompt", "load_model", "load_trace", "require_trace_extra",
            "resolve_model", "save_trace", "tiny_random_llama"]
