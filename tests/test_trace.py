@@ -237,11 +237,16 @@ def test_cli_trace_then_instance_end_to_end(tmp_path):
     pytest.importorskip("transformers")
     prompt = tmp_path / "story.txt"
     prompt.write_text("Once upon a time a cache met a lighthouse.", encoding="utf-8")
-    tr = tmp_path / "tiny.npz"
-    proc = hetkv("trace", "--model", "tiny-random-llama", "--prompt-file", prompt, "--steps", 5,
-                 "--out", tr, "-f", "json")
-    d = json.loads(proc.stdout)
-    assert d["steps"] == 5 and d["prompt"] == "story" and d["prompt_tokens"] == 42
+    other = tmp_path / "code.txt"
+    other.write_text("def f(x): return x", encoding="utf-8")
+    # two prompts, one model load: one trace per prompt in the --out folder
+    proc = hetkv("trace", "--model", "tiny-random-llama", "--prompt-file", prompt,
+                 "--prompt-file", other, "--steps", 5, "--out", tmp_path / "traces", "-f", "json")
+    rows = json.loads(proc.stdout)
+    assert [r["prompt"] for r in rows] == ["story", "code"]
+    assert [r["prompt_tokens"] for r in rows] == [42, 18] and rows[0]["steps"] == 5
+    tr = tmp_path / "traces" / "story.npz"
+    assert load_trace(tr).metadata["prompt"]["text"] == prompt.read_text()
     inst_path = tmp_path / "inst.npz"
     proc = hetkv("trace-to-instance", tr, "--rule", "kv-union", "--sparsity", "0.7",
                  "--block-tokens", "8", "--out", inst_path, "-f", "json")
