@@ -607,6 +607,7 @@ class _Tracker:
         self.upper = None          # the restricted master's value: an upper bound on max L
         self.phase = "bundle"
         self.target = None         # scaled; stop once the bound is this close
+        self.events = None         # an EventOracle for the bundle phase (no paths), or None
 
     def out_of_budget(self) -> bool:
         if self.calls >= self.iterations:
@@ -617,7 +618,10 @@ class _Tracker:
                 and time.perf_counter() - self.t_start >= self.time_limit_s)
 
     def evaluate(self, y) -> _Eval:
-        ev = _evaluate(self.p, *self.space.split(y))
+        if self.events is not None and self.phase == "bundle":
+            ev = self.events.evaluate(*self.space.split(y))     # states: None
+        else:
+            ev = _evaluate(self.p, *self.space.split(y))
         self.calls += 1
         if ev.value > self.best_v:
             self.best_v, self.best_y = ev.value, y.copy()
@@ -920,7 +924,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
                      prices=None, progress=None, target_s: float | None = None,
                      tol: float = 1e-6, master: str = "auto",
                      dw_max_item_epochs: int = 70_000,
-                     stop_on_interrupt: bool = False) -> tuple[float, "BoundCertificate"]:
+                     stop_on_interrupt: bool = False,
+                     oracle: str = "auto") -> tuple[float, "BoundCertificate"]:
     """Maximise the Lagrangian bound over the prices; return it and its certificate.
 
     Parameters
@@ -949,6 +954,12 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     stop_on_interrupt : bool
         Ctrl-C (KeyboardInterrupt) ends the optimisation and returns the bound of the best
         prices so far (``metadata["interrupted"]``) instead of propagating.
+    oracle : {"auto", "dense", "events"}
+        The bundle master's oracle: ``dense`` steps every item through every epoch;
+        ``events`` (two tiers, exclusive mode) works only at each item's events
+        (:mod:`hetkv_opt.lagrangian_events`; same value, a supergradient); ``auto`` picks
+        ``events`` when the instance's events are sparse enough.  The ``dw`` master and
+        the final value always use the dense oracle.
 
     Returns
     -------
@@ -963,6 +974,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     """
     if master not in ("auto", "bundle", "dw"):
         raise ValueError(f"master must be auto, bundle or dw, got {master!r}")
+    if oracle not in ("auto", "dense", "events"):
+        raise ValueError(f"oracle must be auto, dense or events, got {oracle!r}")
     t_start = time.perf_counter()
     p = _prepare(inst)
     space = _Space(p)
@@ -981,6 +994,9 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         tr.target = target_s / p.t0 * (1 - tol)
     item_epochs = int((p.death - p.birth).sum())
     use_dw = master == "dw" or (master == "auto" and item_epochs <= dw_max_item_epochs)
+    if not use_dw and oracle != "dense":
+        from hetkv_opt import lagrangian_events
+        tr.events = lagrangian_events.choose(p, force=oracle == "events")
     y0 = space.join(lam0, mu0)
     interrupted = False
     try:
@@ -1000,7 +1016,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     mu_s = np.maximum(mu, 0.0) * p.t0
     value_s = _evaluate(p, lam, mu_s / p.t0, gradient=False).value * p.t0
     bound_s = _finish_value(inst, lam, mu_s, p.rooms, value_s)
-    meta = {"method": METHOD, "master": "dw" if use_dw else "bundle", "oracle_calls": tr.calls,
+    meta = {"method": METHOD, "master": "dw" if use_dw else "bundle",
+            "oracle": "dense" if tr.events is None else "events", "oracle_calls": tr.calls,
             "runtime_s": round(time.perf_counter() - t_start, 6)}
     if interrupted:
         meta["interrupted"] = True
