@@ -1014,7 +1014,9 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     lam, mu = space.split(tr.best_y if tr.best_y is not None else space.proj(y0))
     lam = _clip_sums(lam.copy())
     mu_s = np.maximum(mu, 0.0) * p.t0
-    value_s = _evaluate(p, lam, mu_s / p.t0, gradient=False).value * p.t0
+    final = tr.events.evaluate if tr.events is not None else (
+        lambda la, m, gradient: _evaluate(p, la, m, gradient=gradient))
+    value_s = final(lam, mu_s / p.t0, gradient=False).value * p.t0
     bound_s = _finish_value(inst, lam, mu_s, p.rooms, value_s)
     meta = {"method": METHOD, "master": "dw" if use_dw else "bundle",
             "oracle": "dense" if tr.events is None else "events", "oracle_calls": tr.calls,

@@ -48,9 +48,10 @@ from __future__ import annotations
 import numpy as np
 
 #: ``auto`` uses the event oracle when events / free item-epochs is at most this
-#: (measured with benchmarks/bench_lagrangian_events.py: 0.7x the dense speed at 0.40
-#: (drift, one layer), 2.6x at 0.15 (4 layers), 15x at 0.02 (32 layers))
-AUTO_MAX_DENSITY = 0.25
+#: (benchmarks/bench_lagrangian_events.py, time per call: 0.7x-1.5x the dense speed at
+#: 0.40 (drift, one layer: about even, noisy), 4.4x at 0.15 (4 layers), 7.1x at 0.077
+#: (8 layers), 21.6x at 0.019 (32 layers))
+AUTO_MAX_DENSITY = 0.3
 #: ``auto`` needs at least this many free item-epochs (below it, both are fast)
 AUTO_MIN_ITEM_EPOCHS = 100_000
 #: the event oracle builds one table per distinct free-item size: at most this many
@@ -75,6 +76,8 @@ def choose(p, *, force: bool = False):
     ValueError
         ``force`` on a problem the event oracle does not handle.
     """
+    if p.free.size == 0:
+        return None                      # nothing to solve: the dense oracle is instant
     if not applicable(p):
         if force:
             raise ValueError("oracle 'events' needs two tiers, exclusive mode and at most "
@@ -163,11 +166,14 @@ class EventOracle:
         # binary digits of the gaps: level j (largest first) and the table position
         max_gap = int(self.gap.max(initial=0))
         self.levels = max(max_gap.bit_length(), 1)
-        self.digits = []
-        for j in range(self.levels - 1, -1, -1):
-            idx = np.flatnonzero((self.gap >> j) & 1)
+        self.digits = []        # (j, events whose first digit is j, their table position,
+        for j in range(self.levels - 1, -1, -1):          # events with a later digit j, ...)
+            bit = ((self.gap >> j) & 1).astype(bool)
+            top = bit & ((self.gap >> (j + 1)) == 0)
+            idx_top = np.flatnonzero(top)
+            idx = np.flatnonzero(bit & ~top)
             pos = prev_ep[idx] + ((self.gap[idx] >> (j + 1)) << (j + 1))
-            self.digits.append((j, idx, pos))
+            self.digits.append((j, idx_top, prev_ep[idx_top], idx, pos))
         self.item_epochs = int((p.death - p.birth).sum())
 
     @property
@@ -235,20 +241,27 @@ class EventOracle:
         M[1] = inf
         M[2] = inf
         M[3] = 0.0
-        stay = np.ones((2, n), bool)
-        for j, idx, pos in self.digits:
+        stay = np.ones((2, n), bool)    # the best a -> a path of the gap stays in a
+        for j, idx_top, pos_top, idx, pos in self.digits:
+            if idx_top.size:              # the gap's first piece: M = T[j][pos]
+                g = self.ev_grp[idx_top]
+                M[:, idx_top] = self._gather(T, j, pos_top, g)
+                if gradient and j > 0:
+                    stay[:, idx_top] = self._gather(STAY, j, pos_top, g)
             if idx.size == 0:
                 continue
             g = self.ev_grp[idx]
             Q = self._gather(T, j, pos, g)
             A = M[:, idx]
-            if j > 0:
-                S = self._gather(STAY, j, pos, g)
-                stay[0, idx] &= (A[0] + Q[0] <= A[1] + Q[2]) & S[0]
-                stay[1, idx] &= (A[3] + Q[3] <= A[2] + Q[1]) & S[1]
-            else:
-                stay[0, idx] &= A[0] + Q[0] <= A[1] + Q[2]
-                stay[1, idx] &= A[3] + Q[3] <= A[2] + Q[1]
+            if gradient:
+                s0 = A[0] + Q[0] <= A[1] + Q[2]
+                s1 = A[3] + Q[3] <= A[2] + Q[1]
+                if j > 0:
+                    S = self._gather(STAY, j, pos, g)
+                    s0 &= S[0]
+                    s1 &= S[1]
+                stay[0, idx] &= s0
+                stay[1, idx] &= s1
             M[:, idx] = _mp(A, Q)
         # event costs: reads and writes at the event, residency at first events
         ep = self.ev_ep
@@ -279,14 +292,14 @@ class EventOracle:
         if not gradient:
             return _Eval(value, None, None, None)
         # ---- states at events
+        # the state before each gap given the state after it (ties: the same state)
+        P0, P1 = np.roll(F0, 1), np.roll(F1, 1)        # F at the previous event
+        ch0 = P1 + M[2] < P0 + M[0]                   # into 0: from 1?
+        ch1 = ~(P0 + M[1] < P1 + M[3])                 # into 1: from 1?
         x = np.zeros(n, np.int8)
-        x[la] = (F1[la] < F0[la]).astype(np.int8)
+        x[la] = F1[la] < F0[la]
         for pos in reversed(self.rank_pos):
-            xb = x[pos]
-            c0 = F0[pos - 1] + np.where(xb == 0, M[0, pos], M[1, pos])
-            c1 = F1[pos - 1] + np.where(xb == 0, M[2, pos], M[3, pos])
-            # ties: the state after the gap (stay)
-            x[pos - 1] = np.where(c0 < c1, 0, np.where(c1 < c0, 1, xb)).astype(np.int8)
+            x[pos - 1] = np.where(x[pos] == 0, ch0[pos], ch1[pos])
         g_lam, g_mu = self._subgradient(lam, x, stay, T, MID, STAY)
         return _Eval(value, g_lam, g_mu, None)
 
