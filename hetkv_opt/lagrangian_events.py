@@ -1,4 +1,4 @@
-"""An event-compressed oracle for the Lagrangian bound (two tiers, exclusive mode).
+"""An event-compressed oracle for the Lagrangian bound (two tiers; exclusive or inclusive).
 
 The dense oracle (:func:`hetkv_opt.lagrangian._evaluate`) steps every free item through
 every epoch of its life.  Between two *events* of an item (its birth, an epoch where it is
@@ -26,6 +26,10 @@ backtracking (per rank), reads and writes at events, and, between events, the pa
 the gap: most gaps are a constant run (same state at both ends and the table says staying
 is optimal: one interval in a difference array); the others are expanded through the
 table's ``MID`` entries down to single steps, only where the path moves.
+
+Inclusive mode is the same recursion on the prices of
+:func:`hetkv_opt.lagrangian._tier_prices` (state 0 = "has a tier-0 copy"; a demotion is
+free) with the dense oracle's inclusive supergradient.
 
 The value equals the dense oracle's up to floating-point reassociation (the same sums
 in another order); the supergradient is the dense one up to ties between equally cheap
@@ -59,10 +63,9 @@ MAX_SIZES = 8
 
 
 def applicable(p) -> bool:
-    """Whether the event oracle handles this problem (two tiers, exclusive mode, few
-    distinct free-item sizes, at least one free item)."""
-    return (p.K == 2 and not p.inclusive and p.free.size > 0
-            and np.unique(p.s).size <= MAX_SIZES)
+    """Whether the event oracle handles this problem (two tiers, either mode, few distinct
+    free-item sizes, at least one free item)."""
+    return p.K == 2 and p.free.size > 0 and np.unique(p.s).size <= MAX_SIZES
 
 
 def choose(p, *, force: bool = False):
@@ -80,7 +83,7 @@ def choose(p, *, force: bool = False):
         return None                      # nothing to solve: the dense oracle is instant
     if not applicable(p):
         if force:
-            raise ValueError("oracle 'events' needs two tiers, exclusive mode and at most "
+            raise ValueError("oracle 'events' needs two tiers and at most "
                              f"{MAX_SIZES} distinct free-item sizes")
         return None
     item_epochs = int((p.death - p.birth).sum())
@@ -124,7 +127,7 @@ class EventOracle:
 
     def __init__(self, p):
         if not applicable(p):
-            raise ValueError("the event oracle needs two tiers, exclusive mode and at most "
+            raise ValueError("the event oracle needs two tiers and at most "
                              f"{MAX_SIZES} distinct free-item sizes")
         self.p = p
         E, Nf = p.E, p.free.size
@@ -234,6 +237,9 @@ class EventOracle:
         NR, NW, NS, OUT, IN = _tier_prices(p, lam, mu)
         const = (float(np.sum(p.c)) - float(np.sum(lam.sum(axis=0) * p.c))
                  + float(np.sum(lam * p.const)) - float(np.sum(mu * p.rooms)))
+        if p.inclusive:
+            PR = p.CR.T @ lam
+            const += float(np.sum(np.minimum(PR[0] - PR[1], 0.0) * p.R0pin))
         T, MID, STAY = self._tables(NS, OUT, IN)
         # gap matrices M (4, n): identity at first events
         M = np.empty((4, n))
@@ -402,13 +408,22 @@ class EventOracle:
         else:
             mv_e = mv_a = mv_b = np.zeros(0, np.int64)
             mv_s = np.zeros(0)
+        if p.inclusive:              # a demotion 0 -> 1 drops the tier-0 copy: no traffic
+            keep = mv_b == 0
+            mv_e, mv_a, mv_b, mv_s = mv_e[keep], mv_a[keep], mv_b[keep], mv_s[keep]
         Min = np.bincount(mv_b * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         Mout = np.bincount(mv_a * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         occ = occ + Min
         g = p.const - p.c[None, :]
-        g = g + p.CR @ R + p.CW @ W + p.CI @ Min + p.CO @ Mout
-        if p.jc is not None:
-            g[p.jc] += p.cut_B * R[0]
+        if p.inclusive:              # as hetkv_opt.lagrangian._subgradient
+            PR = p.CR.T @ lam
+            H = np.where((PR[0] - PR[1]) < 0, R[0] + p.R0pin, 0.0)
+            g = (g + np.outer(p.CR[:, 0] - p.CR[:, 1], H) + np.outer(p.CW[:, 0], W[0])
+                 + np.outer(p.CI[:, 0], Min[0]) + np.outer(p.CO[:, 1], Mout[1]))
+        else:
+            g = g + p.CR @ R + p.CW @ W + p.CI @ Min + p.CO @ Mout
+            if p.jc is not None:
+                g[p.jc] += p.cut_B * R[0]
         g_mu = (np.vstack([occ[k] - p.rooms[i] for i, k in enumerate(p.cap_tiers)])
                 if p.cap_tiers else np.zeros((0, E)))
         return g, g_mu

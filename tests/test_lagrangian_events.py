@@ -1,5 +1,5 @@
 """The event-compressed Lagrangian oracle (hetkv_opt/lagrangian_events.py) against the dense
-one: the same value L, a valid supergradient (the dense one where paths are unique), and
+one, two tiers, both modes: the same value L, a valid supergradient (the dense one where paths are unique), and
 bounds that the independent verifier accepts and that stay below the optimum."""
 
 from __future__ import annotations
@@ -98,16 +98,18 @@ def _medium_instance(seed: int, layers: int = 3):
                          writes=(we, wi, wb))
 
 
-def _tiny_two_tier_exclusive(limit: int = 300):
+def _tiny_two_tier(limit: int = 300):
+    """Seeded tiny two-tier instances, both modes."""
     out = []
     for seed in range(limit):
-        inst = random_instance(seed, mode="exclusive", num_tiers=2)
+        mode = "inclusive" if seed % 3 == 2 else "exclusive"
+        inst = random_instance(seed, mode=mode, num_tiers=2)
         if not capacity_precheck(inst):
             out.append(inst)
     return out
 
 
-TINY = _tiny_two_tier_exclusive()
+TINY = _tiny_two_tier()
 
 
 def test_tiny_instances_same_value_and_supergradient():
@@ -161,9 +163,10 @@ def _moves(states):
 @pytest.mark.parametrize("make", [
     lambda: drift_instance(blocks=40, steps=48, seed=3),
     lambda: drift_instance(blocks=30, steps=40, hbm_fraction=0.05, seed=1),
+    lambda: drift_instance(blocks=40, steps=48, mode="inclusive", seed=4),
     lambda: paper_instance(layers=4, prompt_tokens=128, steps=20),
     lambda: paper_instance(layers=8, prompt_tokens=192, steps=24, hbm_kv_fraction=0.1, seed=2),
-], ids=["drift", "drift-tight", "paper-L4", "paper-L8-tight"])
+], ids=["drift", "drift-tight", "drift-inclusive", "paper-L4", "paper-L8-tight"])
 def test_generated_instances_same_value_and_gradient(make):
     """Drift (one layer) and multi-layer paper instances with pinned weights; per-byte
     capacity prices from tiny to prohibitive, with spikes: the paths move (the gap
@@ -197,6 +200,7 @@ def test_bound_with_the_event_oracle_is_verified_and_below_the_optimum():
         assert verify_bound(inst, cert) == pytest.approx(bound, rel=REL, abs=1e-15)
         cases += 1
     assert cases >= 40
+    assert {inst.mode for inst in TINY} == {"exclusive", "inclusive"}
 
 
 def test_bundle_with_either_oracle_reaches_the_same_bound():
@@ -227,7 +231,8 @@ def test_dispatch():
     with pytest.raises(ValueError, match="oracle must be"):
         lagrangian_bound(three, iterations=2, oracle="fast")
     incl = drift_instance(blocks=10, steps=6, mode="inclusive")
-    assert choose(_prepare(incl), force=False) is None
+    assert choose(_prepare(incl)) is None                    # too small to bother
+    assert isinstance(choose(_prepare(incl), force=True), EventOracle)
     # the dw master keeps the dense oracle (it needs the paths)
     bound, cert = lagrangian_bound(paper_instance(layers=2, prompt_tokens=32, steps=4),
                                    iterations=10, master="dw", oracle="events")
