@@ -8,6 +8,7 @@ consumer (evaluator, model builder, policies) can rely on that order.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -159,9 +160,17 @@ class Instance:
             elif isinstance(a, Mapping) and f.name != "metadata":
                 if set(a) != set(b) or any(not np.array_equal(a[k], b[k]) for k in a):
                     return False
+            elif f.name == "metadata":
+                # as files carry it: a tuple and a list of the same values are the same
+                if _json_form(a) != _json_form(b):
+                    return False
             elif a != b:
                 return False
         return True
+
+
+def _json_form(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
 def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
