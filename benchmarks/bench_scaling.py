@@ -152,9 +152,15 @@ def run_one(method: str, size: float, cache: Path, calls: int, timeout_s: float)
     return row
 
 
-def fit(rows: list[dict], key: str) -> tuple[float, float] | None:
+def fit(rows: list[dict], key: str, fit_min: float = 0.0) -> tuple[float, float] | None:
+    """``value = a * item_epochs ** b`` by least squares in log-log, over the sizes >=
+    ``fit_min`` (fixed costs, e.g. the interpreter's 40 MB, flatten the small end), or
+    over all sizes when fewer than two are that large."""
     import numpy as np
     pts = [(r["item_epochs"], r[key]) for r in rows if r.get("status") == "ok" and r.get(key)]
+    big = [p for p in pts if p[0] >= fit_min]
+    if len(big) >= 2:
+        pts = big
     if len(pts) < 2:
         return None
     x = np.log([p[0] for p in pts])
@@ -163,7 +169,7 @@ def fit(rows: list[dict], key: str) -> tuple[float, float] | None:
     return float(math.exp(a)), float(b)
 
 
-def report(rows: list[dict], plot: str | None) -> None:
+def report(rows: list[dict], plot: str | None, fit_min: float = 1e6) -> None:
     print(f"{'method':10s} {'size':>8s} {'blocks x steps':>15s} {'item-epochs':>12s} "
           f"{'runtime s':>10s} {'peak MB':>8s} {'status':>8s}")
     for m in METHODS:
@@ -173,12 +179,16 @@ def report(rows: list[dict], plot: str | None) -> None:
             print(f"{m:10s} {r['size']:8.0e} {str(r['blocks']) + ' x ' + str(r['steps']):>15s} "
                   f"{r['item_epochs']:12d} {'-' if rt is None else format(rt, '10.2f'):>10s} "
                   f"{'-' if mem is None else format(mem, '8.0f'):>8s} {r['status']:>8s}")
-    print("\nfitted runtime ~ item_epochs^b and peak memory ~ item_epochs^b:")
+    print(f"\nfitted runtime ~ item_epochs^b and peak memory ~ item_epochs^b "
+          f"(sizes >= {fit_min:.0e} where there are two; all sizes in brackets):")
     for m in METHODS:
         sub = [r for r in rows if r["method"] == m]
-        ft, fm = fit(sub, "runtime_s"), fit(sub, "peak_rss_mb")
+        ft, fm = fit(sub, "runtime_s", fit_min), fit(sub, "peak_rss_mb", fit_min)
+        at, am = fit(sub, "runtime_s"), fit(sub, "peak_rss_mb")
         if ft:
-            print(f"  {m:10s} runtime b = {ft[1]:.2f}" + (f", memory b = {fm[1]:.2f}" if fm else ""))
+            print(f"  {m:10s} runtime b = {ft[1]:.2f} [{at[1]:.2f}]"
+                  + (f", memory b = {fm[1]:.2f} [{am[1]:.2f}]" if fm else "")
+                  + ("  (timed out at a larger size)" if any(r.get("status") == "timeout" for r in sub) else ""))
     if plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -190,7 +200,7 @@ def report(rows: list[dict], plot: str | None) -> None:
             if not sub:
                 continue
             x = [r["item_epochs"] for r in sub]
-            ft = fit(sub, "runtime_s")
+            ft = fit(sub, "runtime_s", fit_min)
             lab = m + (f" (b={ft[1]:.2f})" if ft else "")
             axes[0].loglog(x, [r["runtime_s"] for r in sub], "o-", label=lab)
             axes[1].loglog(x, [r["peak_rss_mb"] for r in sub], "o-", label=m)
@@ -220,6 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench-results/scaling.jsonl")
     ap.add_argument("--report", action="store_true", help="only print the table and the fit")
     ap.add_argument("--plot", default=None, help="also draw this PNG")
+    ap.add_argument("--fit-min", type=float, default=1e6, help="fit the exponents on sizes >= this")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-size", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -255,7 +266,7 @@ def main(argv=None) -> int:
                 print(f"  {m:10s} {size:8.0e}: {row['status']} "
                       f"{row.get('runtime_s', row.get('wall_s', 0)):.2f} s, "
                       f"{row.get('peak_rss_mb', float('nan')):.0f} MB", file=sys.stderr, flush=True)
-    report(load_rows(out), args.plot)
+    report(load_rows(out), args.plot, args.fit_min)
     return 0
 
 
