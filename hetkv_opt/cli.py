@@ -40,8 +40,10 @@ class Method(str, Enum):
 
 
 def fail(message: str) -> None:
-    """One line on stderr, exit code 2."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """One line on stderr, exit code 2.  The message is plain text (brackets such as
+    ``.[trace]`` or ``x[i,e,k]`` are printed as they are, not read as markup)."""
+    from rich.markup import escape
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

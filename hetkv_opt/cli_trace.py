@@ -27,11 +27,9 @@ class Weights(str, Enum):
 
 
 def _fail(message: str) -> None:
-    """:func:`hetkv_opt.cli.fail` with the message taken literally (``[trace]`` is no markup)."""
-    from rich.markup import escape
-
+    """:func:`hetkv_opt.cli.fail` (which takes the message literally: ``[trace]`` is no markup)."""
     from hetkv_opt.cli import fail
-    fail(escape(message))
+    fail(message)
 
 
 def _parse_layers(text: Optional[str], fail) -> Optional[list[int]]:

@@ -130,3 +130,21 @@ def test_warm_start_from_file(tmp_path):
     hetkv("solve", TINY, "-m", "milp", "--out", out, "-q")
     d = json.loads(hetkv("solve", TINY, "-m", "milp", "--warm-start", out, "-f", "json", "-q").stdout)
     assert d["status"] == "optimal" and d["total_time_s"] == pytest.approx(2.0)
+
+
+def test_error_messages_keep_their_brackets():
+    """An error line is plain text: brackets (field names, extras) are not read as markup."""
+    import typer
+    from rich.console import Console
+
+    import hetkv_opt.cli as cli_mod
+    console = Console(record=True, width=200)
+    old = cli_mod.err
+    cli_mod.err = console
+    try:
+        with pytest.raises(typer.Exit) as exc:
+            cli_mod.fail("tiers[0].capacity_bytes: install '.[trace]'")
+    finally:
+        cli_mod.err = old
+    assert exc.value.exit_code == 2
+    assert "error: tiers[0].capacity_bytes: install '.[trace]'" in console.export_text()
