@@ -324,6 +324,7 @@ def generate(
     compute_floor: bool = typer.Option(False, "--compute-floor", help="Workload: min time per epoch = FLOPs / the hardware's peak_flops."),
     compress_level: int = typer.Option(6, "--compress-level", help="zlib level of streamed NPZ members (1 = fastest)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    params: Optional[Path] = typer.Option(None, "--params", help="Drift: a params file from 'hetkv calibrate --out' (its fitted knobs; --blocks, --steps, --hbm-fraction and --seed given here override it)."),
 ):
     """Write a synthetic instance: the one-layer drift model, or (with --model, --batch,
     --preset-workload ...) a batch of requests on a model and hardware preset. Same
@@ -331,6 +332,23 @@ def generate(
     if out_path.suffix.lower() not in (".json", ".npz"):
         fail(f"{out_path}: the instance file must end in .json or .npz")
     workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers))
+    if params is not None:
+        if workload:
+            fail("option '--params' is for the drift generator, not for a --model workload")
+        from dataclasses import asdict
+
+        from hetkv_opt.calibrate import load_params
+        try:
+            p = asdict(load_params(params))
+        except ModelError as exc:
+            fail(str(exc))
+        for key, val in (("blocks", blocks), ("steps", steps), ("hbm_fraction", hbm_fraction)):
+            if val is not None:
+                p[key] = val
+        if seed != 0:
+            p["seed"] = seed
+        _generate_drift(out_path, name=name, fmt=fmt, **p)
+        return
     if not workload:
         _generate_drift(out_path, blocks=64 if blocks is None else blocks, steps=32 if steps is None else steps,
                         sparsity=sparsity, hbm_fraction=0.3 if hbm_fraction is None else hbm_fraction,

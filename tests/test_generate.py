@@ -84,3 +84,30 @@ def test_bad_parameters_name_the_field(bad):
 def test_inclusive_mode():
     inst = drift_instance(blocks=12, steps=4, mode="inclusive")
     assert inst.mode == "inclusive" and inst.num_tiers == 2
+
+
+def test_generate_from_a_calibrated_params_file(tmp_path):
+    """'hetkv calibrate --out' -> 'hetkv generate --params': the file's knobs, with the sizes
+    and seed given on the command line overriding it."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cli_helpers import assert_one_line_error, hetkv
+
+    from hetkv_opt.calibrate import load_params
+    from hetkv_opt.io import load_instance
+    target = tmp_path / "t.npz"
+    params = tmp_path / "p.json"
+    out = tmp_path / "g.npz"
+    hetkv("generate", str(target), "--blocks", "48", "--steps", "24", "--phi", "0.5", "-f", "json")
+    hetkv("calibrate", str(target), "--out", str(params), "-q", "-f", "json")
+    r = hetkv("generate", str(out), "--params", str(params), "--blocks", "96", "--seed", "3", "-f", "json")
+    p = load_params(params)
+    inst = load_instance(out)
+    got = inst.metadata["params"]
+    assert got["blocks"] == 96 and got["steps"] == p.steps and got["seed"] == 3
+    assert got["phi"] == p.phi and got["persistence"] == p.persistence and got["sparsity"] == p.sparsity
+    assert json.loads(r.stdout)["items"] == 96
+    bad = hetkv("generate", str(out), "--params", str(tmp_path / "missing.json"), check_rc=2)
+    assert_one_line_error(bad, "missing.json")
