@@ -57,10 +57,10 @@ def run(size: str, masters: list[str], iterations: int, time_limit: float | None
         lp_time = lp.runtime_s
         print(f"  {size}: HiGHS LP {lp_value} s in {lp_time:.2f} s", file=sys.stderr)
     rows = []
-    runs = [(m, time_limit) for m in masters]
+    runs = [(m, time_limit, None) for m in masters]
     if budget_fraction is not None and lp_time:
-        runs.append(("auto", budget_fraction * lp_time))
-    for master, limit in runs:
+        runs.append(("auto", budget_fraction * lp_time, budget_fraction))
+    for master, limit, fraction in runs:
         reached: dict[str, float] = {}
 
         def progress(info, reached=reached):
@@ -77,7 +77,8 @@ def run(size: str, masters: list[str], iterations: int, time_limit: float | None
         checked = verify_bound(inst, cert)
         verify_s = time.perf_counter() - t1
         row = {"size": size, "seed": seed, "master": cert.metadata.get("master"),
-               "requested_master": master, "time_limit_s": limit, "bound_s": bound, "verified_bound_s": checked,
+               "requested_master": master, "time_limit_s": limit,
+               "budget_fraction": fraction, "bound_s": bound, "verified_bound_s": checked,
                "lp_value_s": lp_value, "pct_of_lp": (100 * bound / lp_value) if lp_value else None,
                "runtime_s": runtime, "lp_time_s": lp_time,
                "time_fraction_of_lp": (runtime / lp_time) if lp_time else None,
@@ -141,15 +142,17 @@ def main(argv=None) -> int:
     if len(seeds) > 1:
         print("medians over seeds " + ",".join(map(str, seeds)) + ":")
         groups: dict = {}
-        for r in rows:
-            groups.setdefault((r["size"], r["requested_master"], r["time_limit_s"]), []).append(r)
+        for r in rows:     # budget runs (a limit per seed) are one group
+            limit = "budget" if r.get("budget_fraction") else r["time_limit_s"]
+            groups.setdefault((r["size"], r["requested_master"], limit), []).append(r)
         for (size, master, limit), rs in groups.items():
+            limit = f"{rs[0]['budget_fraction']} x LP" if limit == "budget" else fmt(limit, ".2f")
             def med(key, rs=rs):
                 vals = [x[key] for x in rs if x[key] is not None]
                 return statistics.median(vals) if vals else None
             r99 = [x["reached_s"].get("99.5") for x in rs]
             r99 = statistics.median(r99) if all(v is not None for v in r99) else None
-            print(f"{size:9s} {master:7s} limit {fmt(limit, '.2f'):>6s}: bound {fmt(med('pct_of_lp'), '.3f')} % of LP, "
+            print(f"{size:9s} {master:7s} limit {limit:>6s}: bound {fmt(med('pct_of_lp'), '.3f')} % of LP, "
                   f"time {fmt(med('runtime_s'), '.2f')} s, LP {fmt(med('lp_time_s'), '.2f')} s, "
                   f"99.5 % at {fmt(r99, '.2f')} s")
     return 0
