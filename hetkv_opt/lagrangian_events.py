@@ -52,10 +52,12 @@ from __future__ import annotations
 import numpy as np
 
 #: ``auto`` uses the event oracle when events / free item-epochs is at most this
-#: (benchmarks/bench_lagrangian_events.py, time per call: 0.7x-1.5x the dense speed at
-#: 0.40 (drift, one layer: about even, noisy), 4.4x at 0.15 (4 layers), 7.1x at 0.077
-#: (8 layers), 21.6x at 0.019 (32 layers))
-AUTO_MAX_DENSITY = 0.3
+#: (benchmarks/bench_lagrangian_events.py, time per call vs the dense oracle: 0.8x at
+#: density 1.0 and 0.8 (drift, sparsity 0 and 0.2), 1.4x at 0.40 (drift 1024x256),
+#: 4.7x at 0.15 (4 layers), 8.5x at 0.077 (8 layers), 28x at 0.019 (32 layers)); its
+#: memory is about 200 bytes per event during a call (plus about 90 held) against the
+#: dense oracle's 15-21 per item-epoch, so single-layer instances (density ~0.4) stay dense
+AUTO_MAX_DENSITY = 0.25
 #: ``auto`` needs at least this many free item-epochs (below it, both are fast)
 AUTO_MIN_ITEM_EPOCHS = 100_000
 #: the event oracle builds one table per distinct free-item size: at most this many
@@ -299,13 +301,17 @@ class EventOracle:
             return _Eval(value, None, None, None)
         # ---- states at events
         # the state before each gap given the state after it (ties: the same state)
-        P0, P1 = np.roll(F0, 1), np.roll(F1, 1)        # F at the previous event
-        ch0 = P1 + M[2] < P0 + M[0]                   # into 0: from 1?
-        ch1 = ~(P0 + M[1] < P1 + M[3])                 # into 1: from 1?
+        del X0, X1
+        ch0 = np.zeros(n, bool)                        # into 0: from 1?
+        ch1 = np.ones(n, bool)                         # into 1: from 1?
+        ch0[1:] = F1[:-1] + M[2, 1:] < F0[:-1] + M[0, 1:]
+        ch1[1:] = ~(F0[:-1] + M[1, 1:] < F1[:-1] + M[3, 1:])
         x = np.zeros(n, np.int8)
         x[la] = F1[la] < F0[la]
+        del F0, F1
         for pos in reversed(self.rank_pos):
             x[pos - 1] = np.where(x[pos] == 0, ch0[pos], ch1[pos])
+        del M, ch0, ch1
         g_lam, g_mu = self._subgradient(lam, x, stay, T, MID, STAY)
         return _Eval(value, g_lam, g_mu, None)
 

@@ -219,8 +219,8 @@ def test_dispatch():
     sparse = _prepare(paper_instance(layers=16, prompt_tokens=256, steps=48))
     assert int((sparse.death - sparse.birth).sum()) >= 100_000
     assert isinstance(choose(sparse), EventOracle)          # auto: sparse events pay
-    dense = _prepare(drift_instance(blocks=400, steps=256))
-    assert choose(dense) is None                              # one layer: dense reads
+    dense = _prepare(drift_instance(blocks=400, steps=256, sparsity=0.2))
+    assert choose(dense) is None                              # one layer, dense reads
     assert isinstance(choose(dense, force=True), EventOracle)
     three = random_instance(next(s for s in range(100)
                                  if random_instance(s).num_tiers == 3
