@@ -221,8 +221,9 @@ class EventOracle:
                 C, mid = _mp_mid(A, B)
                 T[g, j, :, :m] = C
                 MID[g, j, :, :m] = mid
-                STAY[g, j, 0, :m] = (mid[0] == 0) & STAY[g, j - 1, 0, :m] & STAY[g, j - 1, 0, h:h + m]
-                STAY[g, j, 1, :m] = (mid[3] == 1) & STAY[g, j - 1, 1, :m] & STAY[g, j - 1, 1, h:h + m]
+                S = STAY[g, j - 1]
+                STAY[g, j, 0, :m] = (mid[0] == 0) & S[0, :m] & S[0, h:h + m]
+                STAY[g, j, 1, :m] = (mid[3] == 1) & S[1, :m] & S[1, h:h + m]
         return T, MID, STAY
 
     def _gather(self, arr, j, pos, grp):
@@ -234,7 +235,7 @@ class EventOracle:
 
     def evaluate(self, lam, mu, *, gradient: bool = True):
         from hetkv_opt.lagrangian import _Eval, _tier_prices
-        p, E, n = self.p, self.E, self.n_ev
+        p, n = self.p, self.n_ev
         inf = np.inf
         NR, NW, NS, OUT, IN = _tier_prices(p, lam, mu)
         const = (float(np.sum(p.c)) - float(np.sum(lam.sum(axis=0) * p.c))

@@ -1,6 +1,7 @@
 """The event-compressed Lagrangian oracle (hetkv_opt/lagrangian_events.py) against the dense
-one, two tiers, both modes: the same value L, a valid supergradient (the dense one where paths are unique), and
-bounds that the independent verifier accepts and that stay below the optimum."""
+one, two tiers, both modes: the same value L, a valid supergradient (the dense one where
+paths are unique), and bounds that the independent verifier accepts and that stay below
+the optimum."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def _check(p, oracle, lam, mu, rng, *, same_gradient: bool, probes: int = 3):
     assert v.value == pytest.approx(d.value, rel=REL, abs=1e-12)
     if same_gradient:
         np.testing.assert_allclose(v.g_lam, d.g_lam, rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(v.g_mu, d.g_mu, rtol=1e-9, atol=1e-9 * max(np.abs(p.rooms).max(initial=1), 1))
+        room = max(float(np.abs(p.rooms).max(initial=1.0)), 1.0)
+        np.testing.assert_allclose(v.g_mu, d.g_mu, rtol=1e-9, atol=1e-9 * room)
     # the supergradient inequality at random other prices
     for _ in range(probes):
         lam2, mu2 = _prices(p, rng, generic=bool(rng.random() < 0.5),
