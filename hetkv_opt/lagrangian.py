@@ -956,10 +956,11 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         prices so far (``metadata["interrupted"]``) instead of propagating.
     oracle : {"auto", "dense", "events"}
         The bundle master's oracle: ``dense`` steps every item through every epoch;
-        ``events`` (two tiers, exclusive mode) works only at each item's events
+        ``events`` (two tiers) works only at each item's events
         (:mod:`hetkv_opt.lagrangian_events`; same value, a supergradient); ``auto`` picks
-        ``events`` when the instance's events are sparse enough.  The ``dw`` master and
-        the final value always use the dense oracle.
+        ``events`` when the instance's events are sparse enough.  The ``dw`` master (it
+        needs the paths) always uses the dense oracle; the final value comes from the
+        oracle the bundle used.  ``metadata["oracle"]`` says which.
 
     Returns
     -------
