@@ -614,8 +614,13 @@ class _Tracker:
             return True
         if self.target is not None and self.best_v >= self.target:
             return True
-        return (self.time_limit_s is not None
-                and time.perf_counter() - self.t_start >= self.time_limit_s)
+        if self.time_limit_s is None:
+            return False
+        elapsed = time.perf_counter() - self.t_start
+        # stop before a call that would end past the limit: one more step (oracle and
+        # master) plus the final value-only evaluation, at the pace so far
+        per_call = elapsed / self.calls if self.calls else 0.0
+        return elapsed + 2.0 * per_call >= self.time_limit_s
 
     def evaluate(self, y) -> _Eval:
         if self.events is not None and self.phase == "bundle":
