@@ -6,7 +6,8 @@ pooled over its KV layers).  It is moment matching in three steps:
 
 1. **shape** from the target: blocks per layer, steps, tokens per block, bytes per token
    (from the writes) and the HBM room for KV;
-2. **direct estimates** for the knobs a statistic pins down on its own: ``sparsity`` from
+2. **direct estimates** for the knobs a statistic pins down on its own: ``token_fraction``
+   = byte read fraction / block read fraction, ``sparsity`` from
    the mean read fraction (the generator reads ``round((1 - sparsity) x alive)`` blocks
    per step; the rounding is inverted on the target's shape), ``sinks`` = the leading positions read in at least ``always`` (0.99) of the
    steps, ``recent`` = the same for the newest positions;
@@ -51,10 +52,10 @@ FIT_WEIGHTS = {
     "hh_persistence": 1.0,
     "concentration_top_reads": 1.0,
     "log_run_length": 1.0,
-    # reported, not fitted: the byte read fraction (the generator reads whole blocks, so
-    # it equals the block read fraction there), and the masses set by sinks, recent and the
-    # number of blocks rather than by the drift
-    "read_fraction_bytes": 0.0,
+    # set directly by token_fraction (bytes read / bytes of the blocks read)
+    "read_fraction_bytes": 1.0,
+    # reported, not fitted: the masses set by sinks, recent and the number of blocks
+    # rather than by the drift
     "sink_mass": 0.0,
     "recency_mass": 0.0,
 }
@@ -180,6 +181,8 @@ def generate_command(p: DriftParams, out: str) -> str:
         parts.append(f"--mode {p.mode}")
     if p.hardware != "gh200-paper":
         parts.append(f"--hardware {p.hardware}")
+    if p.token_fraction != 1.0:
+        parts.append(f"--token-fraction {p.token_fraction:.6g}")
     parts.append(f"--seed {p.seed}")
     return " ".join(parts)
 
@@ -355,8 +358,13 @@ def fit_drift(inst: Instance, *, seeds=(0, 1, 2), max_blocks: int = 256, max_ste
 
     def base_for(summary: dict) -> DriftParams:
         sparsity = _sparsity_for(summary["read_fraction"] or 0.0, shape)
+        # the share of a read block's bytes that is read (token-level selections read part
+        # of a page): byte read fraction / block read fraction
+        rf, rfb = summary["read_fraction"] or 0.0, summary.get("read_fraction_bytes") or 0.0
+        token_fraction = float(min(1.0, max(0.01, round(rfb / rf, 3)))) if rf > 0 and rfb > 0 else 1.0
         return DriftParams(sparsity=sparsity, sinks=_always(summary["sink_read_prob"], always),
-                           recent=_always(summary["recent_read_prob"], always), **fit_shape)
+                           recent=_always(summary["recent_read_prob"], always),
+                           token_fraction=token_fraction, **fit_shape)
 
     target = stat_vector(stats["kv"])
     base = base_for(stats["kv"])

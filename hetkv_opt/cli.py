@@ -305,6 +305,7 @@ def generate(
     kv_bytes_per_token: Optional[int] = typer.Option(None, "--kv-bytes-per-token", help="Drift: default Llama-3.1-8B, bf16 (4096); workloads take it from --model."),
     sinks: int = typer.Option(1, "--sinks", help="Blocks always read at the start."),
     recent: int = typer.Option(1, "--recent", help="Blocks always read at the end."),
+    token_fraction: float = typer.Option(1.0, "--token-fraction", help="Drift: share of a read block's tokens read per step (1 = whole blocks; real token-level top-k reads ~0.4)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware preset name or .toml path (default gh200-paper; see 'hetkv presets')."),
     mode: str = typer.Option("exclusive", "--mode", help="exclusive or inclusive."),
     seed: int = typer.Option(0, "--seed"),
@@ -355,7 +356,8 @@ def generate(
                         phi=phi, persistence=persistence,
                         block_tokens=16 if block_tokens is None else block_tokens,
                         kv_bytes_per_token=kv_bytes_per_token, sinks=sinks, recent=recent,
-                        hardware=hardware or "gh200-paper", mode=mode, seed=seed, name=name, fmt=fmt)
+                        hardware=hardware or "gh200-paper", mode=mode, seed=seed, name=name, fmt=fmt,
+                        token_fraction=token_fraction)
         return
     for opt, val in (("--blocks", blocks), ("--steps", steps), ("--kv-bytes-per-token", kv_bytes_per_token)):
         if val is not None:
@@ -430,13 +432,14 @@ def _build_progress(enabled: bool):
 
 
 def _generate_drift(out_path: Path, *, blocks, steps, sparsity, hbm_fraction, phi, persistence,
-                    block_tokens, kv_bytes_per_token, sinks, recent, hardware, mode, seed, name, fmt):
+                    block_tokens, kv_bytes_per_token, sinks, recent, hardware, mode, seed, name, fmt,
+                    token_fraction=1.0):
     """The one-layer drift instance of :mod:`hetkv_opt.generate`."""
     from hetkv_opt.generate import DriftParams, drift_instance
     from hetkv_opt.io import instance_hash, save_instance
     kw = dict(blocks=blocks, steps=steps, sparsity=sparsity, hbm_fraction=hbm_fraction, phi=phi,
               persistence=persistence, block_tokens=block_tokens, sinks=sinks, recent=recent,
-              hardware=hardware, mode=mode, seed=seed)
+              hardware=hardware, mode=mode, seed=seed, token_fraction=token_fraction)
     if kv_bytes_per_token is not None:
         kw["kv_bytes_per_token"] = kv_bytes_per_token
     try:

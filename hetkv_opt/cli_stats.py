@@ -252,7 +252,7 @@ def calibrate_cmd(
     t.add_column("what", style="bold")
     t.add_column("value")
     t.add_row("fitted", f"sparsity {p.sparsity:g}  phi {p.phi:g}  persistence {p.persistence:g}  "
-                        f"sinks {p.sinks}  recent {p.recent}")
+                        f"sinks {p.sinks}  recent {p.recent}  token_fraction {p.token_fraction:.3g}")
     t.add_row("shape (per layer)", f"{p.blocks} blocks x {p.steps} steps, {p.block_tokens}-token blocks, "
                                    f"{p.kv_bytes_per_token} B/token, HBM {p.hbm_fraction:g} of the cache")
     t.add_row("distance", f"{res.distance:.5f} (generator defaults: {res.default_distance:.5f})")

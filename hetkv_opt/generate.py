@@ -62,6 +62,10 @@ class DriftParams:
         Standard deviation of the persistent per-block importance.
     sinks, recent : int
         Blocks always read at the start (attention sinks) and at the end (recent window).
+    token_fraction : float
+        Share of a read block's tokens that a step reads (``max(1, round(f x tokens))``
+        tokens); 1 reads whole blocks.  Real traces read ~40 % of the bytes of the pages
+        they touch (token-level top-k): ``hetkv calibrate`` fits it.
     hardware : str
         A key of :data:`HARDWARE`.
     mode : {"exclusive", "inclusive"}
@@ -83,6 +87,7 @@ class DriftParams:
     hardware: str = "gh200-paper"
     mode: str = "exclusive"
     seed: int = 0
+    token_fraction: float = 1.0
 
     def validate(self) -> None:
         def need(cond, field, why):
@@ -98,10 +103,20 @@ class DriftParams:
         need(0.0 <= self.hbm_fraction <= 1.0, "hbm_fraction", "must be in [0, 1]")
         need(0.0 <= self.phi <= 1.0, "phi", "must be in [0, 1]")
         need(self.persistence >= 0, "persistence", "must be >= 0")
+        need(0.0 < self.token_fraction <= 1.0, "token_fraction", "must be in (0, 1]")
         need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
         need(self.mode in ("exclusive", "inclusive"), "mode", "must be exclusive or inclusive")
         need(self.hardware in HARDWARE, "hardware",
              f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)})")
+
+
+def _params_meta(p: DriftParams) -> dict:
+    """The parameters as recorded in the instance (``token_fraction`` only when it is not 1,
+    so that instances made before the knob existed keep their bytes)."""
+    d = asdict(p)
+    if d["token_fraction"] == 1.0:
+        del d["token_fraction"]
+    return d
 
 
 def drift_instance(params: DriftParams | None = None, name: str | None = None, **kw) -> Instance:
@@ -153,7 +168,10 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
         chosen = np.sort(picked)
         r_i[ptr[t]:ptr[t + 1]] = chosen
         # tokens in each block after this step's append: full, except the tail block
-        r_b[ptr[t]:ptr[t + 1]] = np.where(chosen == tail, (t % B) + 1, B) * p.kv_bytes_per_token
+        tokens = np.where(chosen == tail, (t % B) + 1, B)
+        if p.token_fraction < 1.0:
+            tokens = np.maximum(1, np.round(p.token_fraction * tokens).astype(np.int64))
+        r_b[ptr[t]:ptr[t + 1]] = tokens * p.kv_bytes_per_token
     w_e = np.arange(E, dtype=np.int64)
     w_i = prompt_blocks + w_e // B
     w_b = np.full(E, p.kv_bytes_per_token, np.int64)
@@ -166,5 +184,5 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
         item_labels={"kind": np.full(N, "kv"), "layer": np.zeros(N, np.int64),
                      "block": np.arange(N)},
         epoch_labels={"step": np.arange(E), "layer": np.zeros(E, np.int64)},
-        metadata={"generator": "hetkv_opt.generate.drift_instance", "params": asdict(p),
+        metadata={"generator": "hetkv_opt.generate.drift_instance", "params": _params_meta(p),
                   "hardware_source": hw["source"]})

@@ -111,3 +111,26 @@ def test_generate_from_a_calibrated_params_file(tmp_path):
     assert json.loads(r.stdout)["items"] == 96
     bad = hetkv("generate", str(out), "--params", str(tmp_path / "missing.json"), check_rc=2)
     assert_one_line_error(bad, "missing.json")
+
+
+def test_token_fraction_reads_part_of_each_block():
+    """token_fraction < 1 reads max(1, round(f x tokens)) tokens of each chosen block; the
+    chosen blocks are the same; 1 keeps the whole-block bytes (and the recorded params)."""
+    whole = drift_instance(blocks=40, steps=20, seed=5)
+    part = drift_instance(blocks=40, steps=20, seed=5, token_fraction=0.4)
+    assert np.array_equal(whole.read_item, part.read_item)
+    assert np.array_equal(whole.read_epoch, part.read_epoch)
+    kv = whole.metadata["params"]["kv_bytes_per_token"]
+    tokens = whole.read_bytes // kv
+    assert np.array_equal(part.read_bytes, np.maximum(1, np.round(0.4 * tokens)).astype(np.int64) * kv)
+    assert "token_fraction" not in whole.metadata["params"]
+    assert part.metadata["params"]["token_fraction"] == 0.4
+    with pytest.raises(ValueError, match="token_fraction"):
+        drift_instance(blocks=40, steps=20, token_fraction=0.0)
+
+
+def test_calibrate_recovers_the_token_fraction():
+    from hetkv_opt.calibrate import fit_drift
+    target = drift_instance(blocks=64, steps=32, seed=9, token_fraction=0.45)
+    res = fit_drift(target, max_evals=20)
+    assert res.params.token_fraction == pytest.approx(0.45, abs=0.03)
