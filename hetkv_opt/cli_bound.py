@@ -20,6 +20,12 @@ class BoundMethod(str, Enum):
     lagrangian = "lagrangian"
 
 
+class Oracle(str, Enum):
+    auto = "auto"
+    dense = "dense"
+    events = "events"
+
+
 class Master(str, Enum):
     auto = "auto"
     bundle = "bundle"
@@ -34,6 +40,7 @@ def bound_cmd(
     iterations: int = typer.Option(300, "--iterations", "-n", help="Oracle calls at most (one shortest path per item each)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", "-t", help="Wall-clock seconds (the best prices so far are kept)."),
     master: Master = typer.Option(Master.auto, "--master", help="auto | bundle (scales to any size) | dw (reaches the LP value; small and medium instances)."),
+    oracle: Oracle = typer.Option(Oracle.auto, "--oracle", help="auto | dense (every item at every epoch) | events (work only at each item's reads and writes: multi-layer instances; two tiers; used by the bundle master, so pair it with --master bundle on small instances)."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A certificate of the same instance to start from."),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line on stderr."),
@@ -83,7 +90,8 @@ def bound_cmd(
 
     try:
         bound, certificate = lagrangian_bound(inst, iterations=iterations, time_limit_s=time_limit,
-                                              prices=prices, master=master.value, progress=progress)
+                                              prices=prices, master=master.value, progress=progress,
+                                              oracle=oracle.value)
     except ValueError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -98,7 +106,8 @@ def bound_cmd(
          "bound_s": bound, "bound_method": method.value,
          "aggregate_bound_s": aggregate_bound_s(inst),
          "throughput_bound_steps_per_s": (inst.num_steps / bound) if bound > 0 else None,
-         "master": meta.get("master"), "oracle_calls": meta.get("oracle_calls"),
+         "master": meta.get("master"), "oracle": meta.get("oracle"),
+         "oracle_calls": meta.get("oracle_calls"),
          "master_value_s": meta.get("master_value_s"), "gap_to_master": meta.get("gap_to_master"),
          "runtime_s": meta.get("runtime_s"), "certificate": str(cert) if cert else None,
          "instance_sha256": instance_hash(inst)}
@@ -115,7 +124,7 @@ def bound_cmd(
         t.add_row("throughput upper bound", f"{d['throughput_bound_steps_per_s']:.6g} steps/s")
     if d["master_value_s"] is not None:
         t.add_row("no prices exceed", f"{d['master_value_s']:.9g} s (gap {100 * d['gap_to_master']:.4f} %)")
-    t.add_row("oracle calls", str(d["oracle_calls"]))
+    t.add_row("oracle calls", f"{d['oracle_calls']} ({d['oracle']})")
     t.add_row("runtime", f"{d['runtime_s']:.3f} s")
     t.add_row("certificate", d["certificate"] or "- (use --cert FILE.npz)")
     out.print(t)

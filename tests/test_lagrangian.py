@@ -275,3 +275,17 @@ def test_price_projection_is_the_nearest_point():
                 theta = float(np.mean(va[pos] - xa[pos]))
                 assert theta >= -1e-9
                 assert np.allclose(xa, np.maximum(va - theta, 0), atol=1e-9)
+
+
+@pytest.mark.parametrize("oracle", ["dense", "events"])
+def test_cli_bound_oracle_option(tmp_path, oracle):
+    """'hetkv bound --oracle': both oracles give certificates that verify-bound accepts."""
+    from hetkv_opt.bench.paper_workload import paper_instance
+    from hetkv_opt.io import save_instance
+    path, cert = tmp_path / "p.npz", tmp_path / "c.npz"
+    save_instance(paper_instance(layers=2, prompt_tokens=64, steps=8), path)
+    d = json.loads(hetkv("bound", path, "--oracle", oracle, "--master", "bundle", "-n", "20", "--cert", cert,
+                         "-f", "json", "-q").stdout)
+    assert d["oracle"] == oracle and d["bound_s"] > 0
+    v = json.loads(hetkv("verify-bound", path, cert, "-f", "json").stdout)
+    assert v["bound_s"] == pytest.approx(d["bound_s"], rel=1e-9)
