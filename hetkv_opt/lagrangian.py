@@ -66,9 +66,12 @@ SUM_TOLERANCE = 1e-12
 #: verify_bound refuses a certificate whose claimed bound differs from the recomputed one
 #: by more than this relative amount
 CLAIM_TOLERANCE = 1e-9
-#: iterations of the bundle master's solver at first; doubled whenever the model sees
-#: nothing better near the center, up to the phase's ``master_iters``
+#: iterations of the bundle master's solver at first; multiplied by ITERS_GROW whenever the
+#: model sees nothing better near the center, up to the phase's ``master_iters`` (1.5 rather
+#: than 2: on drift 1024x256 seeds 0-2 all reach 99.5 % of the LP value within 0.9 s, against
+#: 2.1 s for seed 2 with doubling; after 15 s the two are within 0.04 %)
 MASTER_ITERS_START = 100
+ITERS_GROW = 1.5
 
 
 
@@ -712,7 +715,7 @@ def _bundle_phase(tr: _Tracker, y0: np.ndarray, max_calls: int, tol: float,
             # the model sees nothing better near the center: look further, then (the
             # master being approximate) restart the model from the center's own cut
             widen += 1
-            cur_iters *= 2
+            cur_iters = int(cur_iters * ITERS_GROW)
             if widen <= 2:
                 t *= 4.0
                 continue
