@@ -81,6 +81,19 @@ class Tier:
         return min(self.bandwidth_Bps, self.link_read_Bps)
 
 
+def tier_specs(tiers) -> list[dict]:
+    """Tiers as the mappings the instance file and :func:`make_instance` take (tier 0 has
+    no link keys)."""
+    out = []
+    for k, t in enumerate(tiers):
+        d = {"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps}
+        if k > 0:
+            d["link_read_Bps"] = t.link_read_Bps
+            d["link_write_Bps"] = t.link_write_Bps
+        out.append(d)
+    return out
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view (the caller's own array object stays writable)."""
     a = np.ascontiguousarray(a).view()

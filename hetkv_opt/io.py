@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hetkv_opt.instance import (EPOCH_LABELS, ITEM_LABELS, SCHEMA_INSTANCE, SCHEMA_VERSION,
-                                Instance, ModelError, make_instance)
+                                Instance, ModelError, make_instance, tier_specs)
 from hetkv_opt.schedule import SCHEMA_SCHEDULE, Schedule
 
 _ITEM_ARRAYS = ("size_bytes", "birth", "death", "pinned_tier", "initial_tier")
@@ -37,20 +37,12 @@ def _umask_mode() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_with(path, write)
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
@@ -67,6 +59,18 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def hash_array(h, key: str, arr: np.ndarray) -> None:
+    """Feed one named array to the instance hash ``h`` (integers as little-endian int64,
+    floats as float64, labels as NUL-joined text): the same bytes whatever the dtype."""
+    h.update(key.encode())
+    if arr.dtype.kind in "iu":
+        h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
+    elif arr.dtype.kind == "f":
+        h.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
+    else:
+        h.update("\x00".join(arr.astype(str).tolist()).encode())
 
 
 def _json_dumps(obj: Any) -> str:
@@ -180,14 +184,7 @@ def instance_to_dict_header(inst: Instance) -> dict:
 
 
 def instance_to_dict_tiers(inst: Instance) -> list:
-    out = []
-    for k, t in enumerate(inst.tiers):
-        d = {"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps}
-        if k > 0:
-            d["link_read_Bps"] = t.link_read_Bps
-            d["link_write_Bps"] = t.link_write_Bps
-        out.append(d)
-    return out
+    return tier_specs(inst.tiers)
 
 
 def _is_npz(path: Path) -> bool:
@@ -206,21 +203,28 @@ def save_instance(inst: Instance, path: str | os.PathLike) -> None:
         atomic_write_bytes(path, (_json_dumps(instance_to_dict(inst)) + "\n").encode())
 
 
-def _read_npz(path: Path, what: str) -> tuple[dict, dict]:
-    if not zipfile.is_zipfile(path):
-        raise FileFormatError("(file)", f"not an NPZ {what} file (not a zip archive; truncated?)")
+def read_npz_with_header(source: Path | bytes, what: str,
+                         error: type[ModelError] = FileFormatError) -> tuple[dict, dict]:
+    """The arrays of an NPZ file and its ``header`` (a JSON object), for every hetkv NPZ
+    kind (instances, schedules, traces, certificates).  ``source`` is a path or the file's
+    bytes; any damage is raised as ``error`` naming the field."""
+    fh = _io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if not zipfile.is_zipfile(fh):
+        raise error("(file)", f"not an NPZ {what} file (not a zip archive; truncated?)")
+    if isinstance(fh, _io.BytesIO):
+        fh.seek(0)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # zipfile, zlib, numpy: any damage means the same to the user
-        raise FileFormatError("(file)", f"not a readable NPZ {what} file: damaged or truncated "
-                              f"({type(exc).__name__}: {exc})") from None
+        raise error("(file)", f"not a readable NPZ {what} file: damaged or truncated "
+                    f"({type(exc).__name__}: {exc})") from None
     if "header" not in arrays:
-        raise FileFormatError("header", "missing required key")
+        raise error("header", "missing required key")
     try:
         header = json.loads(str(arrays.pop("header")))
     except json.JSONDecodeError as exc:
-        raise FileFormatError("header", f"not valid JSON ({exc.msg})") from None
+        raise error("header", f"not valid JSON ({exc.msg})") from None
     return arrays, header
 
 
@@ -259,7 +263,7 @@ def load_instance(path: str | os.PathLike) -> Instance:
         if not path.is_file():
             raise FileFormatError("(file)", "no such file")
         if _is_npz(path):
-            arrays, header = _read_npz(path, "instance")
+            arrays, header = read_npz_with_header(path, "instance")
             if isinstance(header, dict) and header.get("schema") == SCHEMA_INSTANCE:
                 _check_schema(header, SCHEMA_INSTANCE)
             d = _unflatten(header, arrays) if isinstance(header, dict) else header
@@ -296,14 +300,7 @@ def instance_hash(inst: Instance) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
     for key in sorted(arrays):
-        arr = arrays[key]
-        h.update(key.encode())
-        if arr.dtype.kind in "iu":
-            h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
-        elif arr.dtype.kind == "f":
-            h.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
-        else:
-            h.update("\x00".join(arr.astype(str).tolist()).encode())
+        hash_array(h, key, arrays[key])
     return h.hexdigest()
 
 
@@ -360,7 +357,7 @@ def load_schedule(path: str | os.PathLike) -> Schedule:
         if not path.is_file():
             raise FileFormatError("(file)", "no such file")
         if _is_npz(path):
-            arrays, header = _read_npz(path, "schedule")
+            arrays, header = read_npz_with_header(path, "schedule")
             d = _unflatten(header, arrays) if isinstance(header, dict) else header
         else:
             d = _read_json(path, "schedule")

@@ -50,7 +50,6 @@ import json
 import math
 import os
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1167,20 +1166,8 @@ def load_certificate(path: str | os.PathLike) -> BoundCertificate:
 def _load_certificate(path: Path) -> BoundCertificate:
     if not path.is_file():
         raise CertificateError("(file)", "no such file")
-    if not zipfile.is_zipfile(path):
-        raise CertificateError("(file)", "not an NPZ certificate (not a zip archive; truncated?)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise CertificateError("(file)", f"not a readable NPZ certificate: damaged or truncated "
-                               f"({type(exc).__name__}: {exc})") from None
-    if "header" not in arrays:
-        raise CertificateError("header", "missing required key")
-    try:
-        header = json.loads(str(arrays["header"]))
-    except json.JSONDecodeError as exc:
-        raise CertificateError("header", f"not valid JSON ({exc.msg})") from None
+    from hetkv_opt.io import read_npz_with_header
+    arrays, header = read_npz_with_header(path, "certificate", CertificateError)
     if not isinstance(header, dict):
         raise CertificateError("header", "must be a JSON object")
     if header.get("schema") != SCHEMA_CERTIFICATE:

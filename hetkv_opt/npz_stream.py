@@ -45,21 +45,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from hetkv_opt.instance import Instance, ModelError, make_instance
+from hetkv_opt.io import hash_array
 
 _ACCESS = ("epoch", "item", "bytes")
 _COPY_BYTES = 1 << 24                  # copy buffer: 16 MiB
 _I8 = np.dtype("<i8")
-
-
-def _hash_array(h, key: str, arr: np.ndarray) -> None:
-    """Exactly what :func:`hetkv_opt.io.instance_hash` feeds the hash for one array."""
-    h.update(key.encode())
-    if arr.dtype.kind in "iu":
-        h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
-    elif arr.dtype.kind == "f":
-        h.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
-    else:
-        h.update("\x00".join(arr.astype(str).tolist()).encode())
 
 
 class NpzInstanceWriter:
@@ -245,7 +235,7 @@ class NpzInstanceWriter:
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
                     if key in self._static:
                         arr = self._static[key]
-                        _hash_array(h, key, arr)
+                        hash_array(h, key, arr)
                         np.lib.format.write_array(fh, arr, allow_pickle=False)
                         continue
                     spool, count = big[key]

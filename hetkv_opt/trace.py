@@ -56,6 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from hetkv_opt.instance import ModelError
+from hetkv_opt.io import read_npz_with_header
 
 SCHEMA_TRACE = "hetkv-trace"
 TRACE_SCHEMA_VERSION = 1
@@ -232,18 +233,7 @@ def load_trace(path: str | os.PathLike) -> Trace:
         if not path.is_file():
             raise TraceError("(file)", "no such file")
         data = path.read_bytes()
-        try:
-            with np.load(_io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:  # zipfile, zlib, numpy: any damage means the same here
-            raise TraceError("(file)", f"not a readable NPZ trace file ({type(exc).__name__}: "
-                             f"{exc})") from None
-        if "header" not in arrays:
-            raise TraceError("header", "missing required key")
-        try:
-            header = json.loads(str(arrays.pop("header")))
-        except json.JSONDecodeError as exc:
-            raise TraceError("header", f"not valid JSON ({exc.msg})") from None
+        arrays, header = read_npz_with_header(data, "trace", TraceError)
         if not isinstance(header, dict):
             raise TraceError("header", "must be a JSON object")
         if header.get("schema") != SCHEMA_TRACE:

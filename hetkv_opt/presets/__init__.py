@@ -42,7 +42,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hetkv_opt.instance import ModelError, Tier, make_tier
+from hetkv_opt.instance import ModelError, Tier, make_tier, tier_specs
 
 SCHEMA_HARDWARE = "hetkv-hardware"
 SCHEMA_MODEL = "hetkv-model"
@@ -85,14 +85,7 @@ class HardwareSpec:
 
     def tier_dicts(self) -> list[dict]:
         """The tiers as mappings, as ``make_instance`` and the JSON file take them."""
-        out = []
-        for k, t in enumerate(self.tiers):
-            d = {"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps}
-            if k > 0:
-                d["link_read_Bps"] = t.link_read_Bps
-                d["link_write_Bps"] = t.link_write_Bps
-            out.append(d)
-        return out
+        return tier_specs(self.tiers)
 
 
 @dataclass(frozen=True)
