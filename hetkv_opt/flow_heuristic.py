@@ -45,9 +45,10 @@ the balanced share rather than to the brim.
 capacity at some epoch the resident (or incoming) item with the smallest priced benefit
 leaves HBM for its whole stretch (the idea of :mod:`hetkv_opt.rounding`).  Every
 candidate is scored by :func:`hetkv_opt.evaluate.evaluate`; only feasible schedules are
-kept; the trivial schedule is always a candidate.  The repair only evicts from HBM: when
-tier 1 is bounded and overflows, the candidate is dropped (and ``flow_schedule`` may
-return None).
+kept; the trivial schedule is always a candidate.  Where a bounded tier 1 overflows, the
+repair moves the most valuable tier-1 stretch there into HBM instead (and never evicts it
+again); when no repair fits, the candidate is dropped, and ``flow_schedule`` may return
+None (``solve_flow`` then reports ``bound_only`` with the reason).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ AUTO_ORTOOLS_ARCS = 2000
 COST_UNITS = 10 ** 6
 
 
-def _check_supported(inst: Instance) -> None:
+def check_supported(inst: Instance) -> None:
+    """Raise :class:`NotImplementedError` naming what this heuristic does not handle."""
     if inst.mode != "exclusive":
         raise NotImplementedError(f"flow heuristic: mode {inst.mode!r} is not supported "
                                   "(two-tier exclusive only)")
@@ -343,10 +345,38 @@ def _alive(inst: Instance) -> np.ndarray:
     return (e[None, :] >= inst.birth[:, None]) & (e[None, :] < inst.death[:, None])
 
 
+def _stretch(inst: Instance, rho: np.ndarray, i: int, t: int) -> tuple[int, int]:
+    """The epochs [a, b] around ``t`` over which item ``i`` stays in tier ``rho[i, t]``."""
+    k = rho[i, t]
+    a = t
+    while a - 1 >= inst.birth[i] and rho[i, a - 1] == k:
+        a -= 1
+    b = t
+    while b + 1 < inst.death[i] and rho[i, b + 1] == k:
+        b += 1
+    return a, b
+
+
+def _holders(inst: Instance, rho: np.ndarray, k: int, e: int, movable: np.ndarray):
+    """Movable items that occupy tier ``k`` at ``e`` (resident, or being copied in for
+    e + 1), and the epoch whose stretch to move for each."""
+    N, E = rho.shape
+    resident = rho[:, e] == k
+    incoming = np.zeros(N, bool)
+    if e + 1 < E:
+        incoming = (rho[:, e + 1] == k) & (rho[:, e] != k) & (inst.birth < e + 1)
+    alive = (inst.birth <= e) & (inst.death > e)
+    cand = np.flatnonzero((resident | incoming) & alive & movable)
+    return cand, np.where(resident, e, e + 1)
+
+
 def repair(inst: Instance, rho: np.ndarray, value: np.ndarray | None = None,
            time_budget_s: float = 10.0) -> Schedule | None:
-    """Impose pins and initial tiers on a two-tier residency and evict from HBM until it
-    fits; the evaluator's verdict decides.  Returns None when no repair is found."""
+    """Impose pins and initial tiers on a two-tier residency, then fix capacity until the
+    evaluator accepts it: where HBM overflows, the item with the smallest ``value`` there
+    leaves HBM for its whole stretch; where a bounded tier 1 overflows, the item with the
+    largest ``value`` moves its tier-1 stretch into HBM (and is not evicted again).
+    Returns None when no repair is found."""
     rho = np.array(rho, np.int64, copy=True)
     N, E = rho.shape
     pin = inst.pinned_tier
@@ -356,41 +386,35 @@ def repair(inst: Instance, rho: np.ndarray, value: np.ndarray | None = None,
     rho[np.flatnonzero(q), inst.birth[q]] = inst.initial_tier[q]
     if value is None:
         value = np.zeros((N, E))
-    cap = inst.tiers[0].capacity_bytes
+    caps = [t.capacity_bytes for t in inst.tiers]
+    locked = np.zeros(N, bool)            # promoted to relieve tier 1: never evicted again
     t_end = time.perf_counter() + time_budget_s
     while True:
         sched = schedule_from_residency(inst, rho)
         ev = evaluate(inst, sched)
         if ev.feasible:
             return sched
-        if cap is None or time.perf_counter() > t_end:
+        if time.perf_counter() > t_end:
             return None
-        over = np.flatnonzero(ev.occupancy_bytes[0] > cap)
-        if over.size == 0:
-            return None              # another tier overflows: nothing this repair can do
-        e = int(over[0])
-        resident = (rho[:, e] == 0)
-        incoming = np.zeros(N, bool)
-        if e + 1 < E:
-            incoming = (rho[:, e + 1] == 0) & (rho[:, e] != 0) & (inst.birth < e + 1)
-        alive = (inst.birth <= e) & (inst.death > e)
-        cand = np.flatnonzero((resident | incoming) & alive & ~p)
-        t_of = np.where(resident, e, e + 1)
+        over = [np.flatnonzero(ev.occupancy_bytes[k] > c) if c is not None else np.zeros(0, int)
+                for k, c in enumerate(caps)]
+        if over[0].size == 0 and over[1].size == 0:
+            return None                   # not a capacity problem: nothing to repair
+        # the earliest overflow first; HBM before tier 1 at the same epoch
+        k = 0 if over[0].size and (over[1].size == 0 or over[0][0] <= over[1][0]) else 1
+        e = int(over[k][0])
+        cand, t_of = _holders(inst, rho, k, e, ~p & ~locked if k == 0 else ~p)
         if cand.size == 0:
             return None
-        order = cand[np.argsort(value[cand, np.minimum(t_of[cand], E - 1)], kind="stable")]
+        val = value[cand, np.minimum(t_of[cand], E - 1)]
+        order = cand[np.argsort(val if k == 0 else -val, kind="stable")]
         moved = False
         for i in order.tolist():
-            t = int(t_of[i])
-            a = t
-            while a - 1 >= inst.birth[i] and rho[i, a - 1] == 0:
-                a -= 1
-            b = t
-            while b + 1 < inst.death[i] and rho[i, b + 1] == 0:
-                b += 1
-            if a == inst.birth[i] and inst.initial_tier[i] == 0:
-                continue
-            rho[i, a:b + 1] = 1
+            a, b = _stretch(inst, rho, i, int(t_of[i]))
+            if a == inst.birth[i] and inst.initial_tier[i] == k:
+                continue                  # its initial tier is fixed
+            rho[i, a:b + 1] = 1 - k
+            locked[i] |= k == 1
             moved = True
             break
         if not moved:
@@ -464,7 +488,7 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
     Schedule or None
         None only when not even the trivial schedule is feasible and no repair worked.
     """
-    _check_supported(inst)
+    check_supported(inst)
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
     t_start = time.perf_counter()
@@ -563,6 +587,12 @@ def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: float | No
                           graph=graph, gaps=gaps, prices=prices, info=info, progress=progress,
                           stop_on_interrupt=stop_on_interrupt)
     info.pop("history_s", None)
-    msg = "" if sched is not None else "the flow heuristic found no feasible schedule"
-    return _finish(inst, "flow", sched, None, "feasible", all_bounds, t_start,
-                   {"flow": info}, msg)
+    if sched is not None:
+        return _finish(inst, "flow", sched, None, "feasible", all_bounds, t_start, {"flow": info})
+    # a heuristic that finds nothing is not a time limit: say what it is, keep the bounds
+    limited = info.get("interrupted") or (time_limit_s is not None
+                                          and time.perf_counter() - t_start >= time_limit_s)
+    return _finish(inst, "flow", None, None, "time_limit_no_solution" if limited else "bound_only",
+                   all_bounds, t_start, {"flow": info},
+                   "the flow heuristic found no feasible schedule (its repair only moves whole "
+                   "stretches between the two tiers); try auto or milp")

@@ -472,6 +472,12 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     -------
     SolveResult
 
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, or ``flow`` on an instance it does not handle (inclusive
+        mode, more than two tiers).
+
     Examples
     --------
     >>> from hetkv_opt.instance import tiny_instance
@@ -486,6 +492,12 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     if method == "aggregate":
         return _finish(instance, "aggregate", None, None, "bound_only",
                        {"aggregate": aggregate_bound_s(instance)}, t_start, {})
+    if method == "flow":
+        from hetkv_opt.flow_heuristic import check_supported
+        try:
+            check_supported(instance)
+        except NotImplementedError as exc:   # a choice the caller can change: say so plainly
+            raise ValueError(f"method 'flow': {exc}; use auto, milp or rolling") from None
     if method in ("flow", "rolling"):
         # heuristics: measure them against the LP bound (a quarter of the time at most)
         lp = solve_lp(instance, config=config,
