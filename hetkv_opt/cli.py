@@ -318,7 +318,9 @@ def generate(
     output_tokens: Optional[str] = typer.Option(None, "--output-tokens", help="Workload: decode steps per request, same forms (default 128)."),
     arrival: str = typer.Option("0", "--arrival", help="Workload: arrival steps: 0, a comma list, every:K or poisson:RATE."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Workload: first N layers, or a comma list of layer indices (default all)."),
-    access: str = typer.Option("drift", "--access", help="Workload read model: drift (block AR(1) + heavy hitters) or paper (token top-k, --variation)."),
+    access: str = typer.Option("drift", "--access", help="Workload read model: drift (block AR(1) + heavy hitters), paper (token top-k, --variation) or trace (recorded attention, --trace, --rule)."),
+    trace: Optional[list[Path]] = typer.Option(None, "--trace", help="trace access: a 'hetkv trace' file (repeat for several; request r replays trace r mod n; default lengths: the traces')."),
+    rule: str = typer.Option("topk", "--rule", help="trace access: topk, kv-union or quest."),
     variation: str = typer.Option("high", "--variation", help="paper access: low or high variation between steps."),
     weights: str = typer.Option("pinned", "--weights", help="Workload: layer weights pinned (to tier 0), free, or none."),
     experts: str = typer.Option("free", "--experts", help="Workload (MoE models): expert items free or none."),
@@ -332,7 +334,8 @@ def generate(
     options and seed, same bytes."""
     if out_path.suffix.lower() not in (".json", ".npz"):
         fail(f"{out_path}: the instance file must end in .json or .npz")
-    workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers))
+    workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers)) \
+        or access != "drift" or bool(trace)
     if params is not None:
         if workload:
             fail("option '--params' is for the drift generator, not for a --model workload")
@@ -374,7 +377,17 @@ def generate(
     given = {"model": model, "hardware": hardware, "batch": batch, "prompt_tokens": prompt_tokens,
              "output_tokens": output_tokens, "block_tokens": block_tokens}
     base.update({k: v for k, v in given.items() if v is not None})
+    traces = tuple(str(t) for t in trace or ())
     try:
+        if access == "trace" and traces and (prompt_tokens is None or output_tokens is None):
+            # default lengths: each request those of the trace it replays
+            from hetkv_opt.trace import load_trace
+            lens = [(tr.prompt_tokens, tr.num_steps) for tr in map(load_trace, traces)]
+            per = [lens[r % len(lens)] for r in range(int(base["batch"]))]
+            if prompt_tokens is None:
+                base["prompt_tokens"] = ",".join(str(p) for p, _ in per)
+            if output_tokens is None:
+                base["output_tokens"] = ",".join(str(o) for _, o in per)
         layer_sel = None
         if layers is not None:
             try:
@@ -387,7 +400,7 @@ def generate(
             model=base["model"], hardware=base["hardware"], requests=reqs,
             block_tokens=base["block_tokens"], layers=layer_sel, access=access, sparsity=sparsity,
             phi=phi, persistence=persistence, sinks=sinks, recent=recent, variation=variation,
-            weights=weights, experts=experts, compute_floor=compute_floor,
+            traces=traces, rule=rule, weights=weights, experts=experts, compute_floor=compute_floor,
             hbm_fraction=hbm_fraction, mode=mode, seed=seed)
         progress, stop = _build_progress(enabled=not quiet)
         try:

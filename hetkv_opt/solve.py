@@ -435,7 +435,16 @@ def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_st
         details["interrupted"] = True
         msg = "interrupted (Ctrl-C): the best bound and schedule found so far" + (
             f"; {msg}" if msg else "")
-    return _finish(instance, "auto", best, None, status, bounds, t_start, details, msg)
+    return _proven(_finish(instance, "auto", best, None, status, bounds, t_start, details, msg),
+                   config.mip_rel_gap)
+
+
+def _proven(res: SolveResult, gap_tol: float) -> SolveResult:
+    """A heuristic's schedule whose evaluated time is within ``gap_tol`` of a proven bound
+    is optimal within that tolerance: say so (the same rule as the MILP's)."""
+    if res.status == "feasible" and res.gap is not None and res.gap <= gap_tol:
+        res.status = "optimal"
+    return res
 
 
 def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | None = 60.0,
@@ -516,7 +525,7 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
             res = solve_rolling(instance, time_limit_s=left, config=config,
                                 warm_start=warm_start, bounds=bounds)
         res.runtime_s = time.perf_counter() - t_start
-        return res
+        return _proven(res, config.mip_rel_gap)
     if method == "lagrangian":
         from hetkv_opt.lagrangian import solve_lagrangian
         return solve_lagrangian(instance, time_limit_s=time_limit_s,

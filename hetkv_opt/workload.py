@@ -20,8 +20,10 @@ hardware preset (tiers, peak FLOP/s) and a batch of requests into a placement in
   (layer, block) are read; the block's read bytes are those tokens x ``kv_bytes_per_token``.
   Built in: :class:`DriftAccess` (per-block AR(1) drift + persistent heavy hitters, the
   rule of :mod:`hetkv_opt.generate`) and :class:`PaperAccess` (token-level top-(1 - s)
-  with an age bias and low or high variation between steps).  Any object with the same
-  ``for_request`` method plugs in (e.g. one that replays a recorded attention trace);
+  with an age bias and low or high variation between steps), and
+  :class:`hetkv_opt.trace_access.TraceAccess` (``access="trace"``: a real model's recorded
+  attention, replayed by a selection rule).  Any object with the same ``for_request``
+  method plugs in;
 - **weights**: one item per layer (attention, norms, router, and the MLP of a dense
   model), read whole at every epoch of its layer while a request is active; pinned to
   tier 0 by default (``weights="free"`` lets the solver place them, ``"none"`` leaves
@@ -64,7 +66,7 @@ import numpy as np
 from hetkv_opt.instance import Instance, make_instance
 from hetkv_opt.presets import HardwareSpec, ModelSpec, load_hardware, load_model
 
-ACCESS_MODELS = ("drift", "paper")
+ACCESS_MODELS = ("drift", "paper", "trace")
 WEIGHTS = ("pinned", "free", "none")
 EXPERTS = ("free", "none")
 VARIATIONS = {"low": 0.95, "high": 0.0}
@@ -341,14 +343,19 @@ class WorkloadParams:
         Tokens per KV block (page).
     layers : int or tuple of int, optional
         Simulate the first ``layers`` layers, or exactly these layer indices; default all.
-    access : {"drift", "paper"}
-        Built-in access model (ignored when an ``access_model`` object is given).
+    access : {"drift", "paper", "trace"}
+        Built-in access model (ignored when an ``access_model`` object is given);
+        ``trace`` replays ``traces`` by ``rule`` (:class:`hetkv_opt.trace_access.TraceAccess`).
     sparsity : float
         Fraction of the context *not* read per (step, layer), in [0, 1).
     phi, persistence, sinks, recent : float, float, int, int
         :class:`DriftAccess` parameters (sinks / recent in blocks).
     variation : {"low", "high"}
         :class:`PaperAccess` parameter.
+    traces : tuple of str
+        ``trace`` access: ``hetkv trace`` files; request ``r`` replays trace ``r mod n``.
+    rule : {"topk", "kv-union", "quest"}
+        ``trace`` access: the read-selection rule (:mod:`hetkv_opt.trace_instance`).
     weights : {"pinned", "free", "none"}
     experts : {"free", "none"}
         Expert items of a MoE model.
@@ -375,6 +382,8 @@ class WorkloadParams:
     sinks: int = 1
     recent: int = 1
     variation: str = "high"
+    traces: tuple[str, ...] = ()
+    rule: str = "topk"
     weights: str = "pinned"
     experts: str = "free"
     expert_skew: float = 1.0
@@ -398,6 +407,11 @@ class WorkloadParams:
         _need(self.persistence >= 0, "persistence", "must be >= 0")
         _need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
         _need(self.variation in VARIATIONS, "variation", f"must be one of {', '.join(VARIATIONS)}")
+        _need(self.access != "trace" or len(self.traces) >= 1, "trace",
+              "--access trace needs at least one trace file (--trace T.npz)")
+        _need(self.access == "trace" or not self.traces, "trace", "trace files are read only with --access trace")
+        from hetkv_opt.trace_instance import RULES
+        _need(self.rule in RULES, "rule", f"unknown rule {self.rule!r} (known: {', '.join(RULES)})")
         _need(self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}")
         _need(self.experts in EXPERTS, "experts", f"must be one of {', '.join(EXPERTS)}")
         _need(self.expert_skew > 0, "expert-skew", "must be > 0")
@@ -409,6 +423,10 @@ class WorkloadParams:
         """The built-in access model these parameters name."""
         if self.access == "paper":
             return PaperAccess(sparsity=self.sparsity, variation=self.variation)
+        if self.access == "trace":
+            from hetkv_opt.trace_access import TraceAccess
+            return TraceAccess.from_files(self.traces, rule=self.rule, sparsity=self.sparsity,
+                                          model_layers=load_model(self.model).layers)
         return DriftAccess(sparsity=self.sparsity, phi=self.phi, persistence=self.persistence,
                            sinks=self.sinks, recent=self.recent)
 
@@ -429,6 +447,8 @@ def _layer_ids(layers, model: ModelSpec) -> np.ndarray:
 
 
 def _describe(access) -> dict:
+    if callable(getattr(access, "describe", None)):
+        return dict(access.describe())
     d = {"name": type(access).__name__}
     if dataclasses.is_dataclass(access):
         d.update(asdict(access))

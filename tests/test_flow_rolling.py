@@ -207,3 +207,23 @@ def test_auto_scale_path_ctrl_c_returns_what_it_has(monkeypatch, phase):
     assert ev.feasible and ev.total_time_s == pytest.approx(res.total_time_s, rel=1e-12)
     opt = solve_milp(inst, time_limit_s=60)
     assert res.bound_s <= opt.total_time_s * (1 + 1e-9)
+
+
+def test_auto_scale_path_is_optimal_only_when_the_bound_proves_it(monkeypatch):
+    """The large-instance path says ``optimal`` exactly when the evaluated schedule is within
+    the requested gap of its proven bound (a workload whose pinned weights dominate: the
+    bound closes; a drift instance: it does not)."""
+    from hetkv_opt.solver_config import SolverConfig
+    from hetkv_opt.workload import Request, build_workload
+    solve_mod = _scale_path(monkeypatch)
+    wl = build_workload(model="smollm2-135m", hardware="gh200-96g", requests=[Request(40, 6)],
+                        layers=2, sparsity=0.5, hbm_fraction=0.3)
+    res = solve_mod.solve(wl, "auto", time_limit_s=30)
+    assert res.details.get("scale_path") and evaluate(wl, res.schedule).feasible
+    assert res.gap <= 1e-4 and res.status == "optimal", (res.status, res.gap, res.bound_s)
+    inst = drift_instance(blocks=48, steps=24, seed=3)
+    loose = solve_mod.solve(inst, "auto", time_limit_s=30)
+    assert loose.gap > 1e-4 and loose.status == "feasible"
+    # with that gap asked for, the same schedule and bound are optimal within it
+    ok = solve_mod.solve(inst, "auto", time_limit_s=30, config=SolverConfig(mip_rel_gap=loose.gap * 1.5))
+    assert ok.status == "optimal" and ok.gap <= loose.gap * 1.5

@@ -10,34 +10,13 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_one_line_error, hetkv
+from trace_helpers import MODEL, hand_trace
 from hetkv_opt.evaluate import evaluate
 from hetkv_opt.io import load_instance
 from hetkv_opt.solve import solve
 from hetkv_opt.trace import Trace, TraceError, load_trace, save_trace
 from hetkv_opt.trace_instance import (TraceInstanceParams, select_kv_union, select_quest,
                                       select_topk, token_budget, trace_instance)
-
-MODEL = {"name": "hand", "num_layers": 3, "num_heads": 4, "num_kv_heads": 2, "head_dim": 8,
-         "hidden_size": 32, "intermediate_size": 64, "dtype": "float32", "dtype_bytes": 4}
-
-
-def hand_trace(prompt_tokens=5, steps=4, layers=(0, 2), seed=0) -> Trace:
-    """A trace with random but valid scores (rows of each KV head sum to 1)."""
-    rng = np.random.default_rng(seed)
-    widths = prompt_tokens + 1 + np.arange(steps)
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    kv_cols, hm_cols = [], []
-    for w in widths:
-        a = rng.dirichlet(np.ones(w), size=(len(layers), MODEL["num_heads"]))
-        kv_cols.append(a.reshape(len(layers), 2, 2, w).mean(axis=2))
-        hm_cols.append(a.max(axis=1))
-    return Trace(metadata={"model": dict(MODEL), "prompt": {"name": "hand", "tokens": prompt_tokens},
-                           "generation": {"text": "xyz"}},
-                 layers=np.array(layers), prompt_ids=np.arange(prompt_tokens),
-                 generated_ids=np.arange(steps), offsets=offsets,
-                 kv_mean=np.concatenate(kv_cols, -1).astype(np.float16),
-                 head_max=np.concatenate(hm_cols, -1).astype(np.float16))
-
 
 # ----------------------------------------------------------------------------- rules
 
