@@ -573,7 +573,9 @@ def _proj_simplex(v: np.ndarray) -> np.ndarray:
 
 class _Space:
     """Prices as one vector ``y = (lambda.ravel(), mu.ravel())``, scaled so that a unit step
-    in a capacity price moves L about as much as one in a time price."""
+    in a capacity price moves L about as much as one in a time price: each priced tier by
+    its own room (one scale for all would let a roomy tier, e.g. 480 GB of LPDDR, freeze
+    the HBM price at zero)."""
 
     def __init__(self, p: _Problem):
         self.p = p
@@ -582,8 +584,9 @@ class _Space:
         self.allowed = _allowed(p)
         self.blocked = np.where(self.allowed, 0.0, -1e30)
         self.scale = np.ones(self.nl + self.C * self.E)
-        if self.C:
-            self.scale[self.nl:] = 1.0 / max(float(np.max(np.abs(p.rooms))), 1.0)
+        for c in range(self.C):
+            self.scale[self.nl + c * self.E:self.nl + (c + 1) * self.E] = \
+                1.0 / max(float(np.max(np.abs(p.rooms[c]))), 1.0)
 
     def split(self, y):
         return y[:self.nl].reshape(self.J, self.E), y[self.nl:].reshape(self.C, self.E)

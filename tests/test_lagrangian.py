@@ -111,6 +111,23 @@ def test_bundle_master_alone_gets_close_to_the_lp_value():
     assert verify_bound(inst, cert) == pytest.approx(bound, rel=REL)
 
 
+def test_bundle_prices_hbm_capacity_beside_a_roomy_bounded_tier():
+    """A workload on gh200-96g: HBM holds 1 MB, the LPDDR tier 480 GB (bounded too).  One
+    price scale for both tiers froze the HBM capacity price at zero and the bundle stayed
+    at 93.5 % of the LP value (the capacity-blind level); each tier scaled by its own room:
+    96.9 %."""
+    from hetkv_opt.workload import Request, build_workload
+    inst = build_workload(model="llama-3.1-8b", hardware="gh200-96g", layers=3, sparsity=0.7,
+                          requests=[Request(160, 12), Request(96, 12, 3)], weights="none",
+                          hbm_fraction=0.3, seed=2)
+    assert [t.capacity_bytes is not None for t in inst.tiers] == [True, True]
+    lp = solve_lp(inst).details["bounds_s"]["lp"]
+    bound, cert = lagrangian_bound(inst, iterations=300, master="bundle")
+    assert bound >= lp * 0.96, bound / lp
+    assert cert.mu_s_per_byte[0].max() > 0                # the HBM capacity is priced
+    assert verify_bound(inst, cert) == pytest.approx(bound, rel=REL)
+
+
 def test_inclusive_drift_bound_reaches_the_lp_value():
     inst = drift_instance(blocks=32, steps=16, seed=0, mode="inclusive")
     lp = solve_lp(inst).details["bounds_s"]["lp"]
