@@ -216,6 +216,33 @@ def trivial_schedule(inst: Instance) -> Schedule:
     return schedule_from_residency(inst, rho)
 
 
+def _two_fastest_tiers(inst: Instance) -> Instance | None:
+    """The instance the flow heuristic runs on: itself (two tiers, exclusive), or with
+    tiers 0 and 1 only when there are more and nothing is pinned or born beyond tier 1 (a
+    schedule of the two-tier copy is a schedule of the original that leaves the slower tiers
+    unused); None where that does not apply (inclusive mode)."""
+    if inst.mode != "exclusive":
+        return None
+    if inst.num_tiers == 2:
+        return inst
+    if inst.num_tiers < 2 or np.any(inst.pinned_tier >= 2) or np.any(inst.initial_tier >= 2):
+        return None
+    import dataclasses
+    return dataclasses.replace(inst, tiers=tuple(inst.tiers[:2]))
+
+
+def static_schedule(inst: Instance, tier: int) -> Schedule:
+    """Every free item in ``tier`` (initial tiers kept at birth, then moved there), never
+    moved again: with three tiers, "everything in the middle one" is a far better start than
+    the trivial schedule's last tier.  Feasible when that tier holds them all."""
+    rho = np.full((inst.num_items, inst.num_epochs), int(tier), np.int64)
+    fixed = inst.pinned_tier >= 0
+    rho[fixed] = inst.pinned_tier[fixed, None]
+    init = np.flatnonzero((inst.initial_tier >= 0) & ~fixed)
+    rho[init, inst.birth[init]] = inst.initial_tier[init]
+    return schedule_from_residency(inst, rho)
+
+
 def _bound_aggregate(inst: Instance) -> tuple[float, str]:
     return aggregate_bound_s(inst), "aggregate"
 
@@ -397,7 +424,8 @@ def _relay(progress, phase: str, t_start: float, bound=None):
 def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_start, t_start,
                  progress=None):
     """auto for large instances: the Lagrangian bound (40 % of the time), then the flow
-    heuristic (two-tier exclusive) or the best of the starting schedules.  Ctrl-C ends
+    heuristic (two-tier exclusive) and the schedules of :data:`SCALE_PATH_POLICIES`; the
+    best evaluated one of these, the trivial schedule and the caller's warm start wins.  Ctrl-C ends
     the current phase and returns what is at hand (the best prices so far still prove
     their bound; the best schedule so far is evaluated)."""
     from hetkv_opt.lagrangian import solve_lagrangian
@@ -412,14 +440,23 @@ def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_st
     details = {"scale_path": True, "lagrangian": lag_info}
     interrupted = bool(lag_info.get("interrupted"))
     starts = [s for s in (warm_start, trivial_schedule(instance)) if s is not None]
-    if instance.mode == "exclusive" and instance.num_tiers == 2 and not interrupted:
+    starts += [static_schedule(instance, k) for k in range(instance.num_tiers - 1)]
+    if not interrupted:
+        # policy schedules first (cheap; any number of tiers, either mode), then the flow
+        # heuristic (two-tier exclusive) with the time that is left
+        pol, stopped = _policy_schedules(instance, time_limit_s, t_start)
+        interrupted = interrupted or stopped
+        details["policies_s"] = {name: T for name, (T, _) in pol.items()}
+        starts.extend(sched for _, sched in pol.values())
+    flow_inst = _two_fastest_tiers(instance)
+    if flow_inst is not None and not interrupted:
         from hetkv_opt.flow_heuristic import solve_flow
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_start), 1.0)
         # one min-cost-flow solve cannot be interrupted: the full "chain" graph (~6 arcs a
         # read; 1.7M arcs took 161 s) only when it is small, else the interval graph
         # ("runs": 47k arcs, 6 s, 1.7 % worse on a 2048 x 512 drift instance)
         graph = "chain" if 6 * instance.read_bytes.size <= 600_000 else "runs"
-        flow = solve_flow(instance, time_limit_s=left, bounds=bounds, graph=graph,
+        flow = solve_flow(flow_inst, time_limit_s=left, bounds=bounds, graph=graph,
                           stop_on_interrupt=True,
                           progress=_relay(progress, "flow", t_start, bound=lag.bound_s))
         details["flow"] = {k: v for k, v in flow.details.items() if k != "bounds_s"}
@@ -437,6 +474,32 @@ def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_st
             f"; {msg}" if msg else "")
     return _proven(_finish(instance, "auto", best, None, status, bounds, t_start, details, msg),
                    config.mip_rel_gap)
+
+
+#: policies whose schedules auto's scale path also tries (see ``hetkv policies``)
+SCALE_PATH_POLICIES = ("balance", "belady")
+
+
+def _policy_schedules(instance: Instance, time_limit_s, t_start) -> tuple[dict, bool]:
+    """Schedules of :data:`SCALE_PATH_POLICIES`, as ``{name: (T, schedule)}`` (feasible
+    ones only), while time is left; and whether Ctrl-C stopped them."""
+    from hetkv_opt.policies import get_policy
+    from hetkv_opt.policies.base import PolicyError
+    from hetkv_opt.policies.simulate import run_policy
+    out: dict = {}
+    for name in SCALE_PATH_POLICIES:
+        if time_limit_s is not None and time.perf_counter() - t_start >= time_limit_s:
+            break
+        try:
+            sched = run_policy(instance, get_policy(name)).schedule()
+        except PolicyError:
+            continue                 # a policy can corner itself when every tier is bounded
+        except KeyboardInterrupt:
+            return out, True
+        ev = evaluate(instance, sched)
+        if ev.feasible:
+            out[name] = (ev.total_time_s, sched)
+    return out, False
 
 
 def _proven(res: SolveResult, gap_tol: float) -> SolveResult:

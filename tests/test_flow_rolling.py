@@ -227,3 +227,22 @@ def test_auto_scale_path_is_optimal_only_when_the_bound_proves_it(monkeypatch):
     # with that gap asked for, the same schedule and bound are optimal within it
     ok = solve_mod.solve(inst, "auto", time_limit_s=30, config=SolverConfig(mip_rel_gap=loose.gap * 1.5))
     assert ok.status == "optimal" and ok.gap <= loose.gap * 1.5
+
+
+def test_auto_scale_path_on_three_tiers_uses_the_two_fastest(monkeypatch):
+    """Three tiers (GH200 + CXL): the flow heuristic runs on HBM and LPDDR (CXL unused),
+    the policies and the static schedules are candidates too, and the best is returned."""
+    from hetkv_opt.solve import static_schedule, trivial_schedule
+    solve_mod = _scale_path(monkeypatch)
+    inst = drift_instance(blocks=48, steps=24, seed=3, hardware="gh200-cxl")
+    assert inst.num_tiers == 3
+    res = solve_mod.solve(inst, "auto", time_limit_s=30)
+    assert res.status == "feasible" and res.details.get("scale_path") and "flow" in res.details
+    ev = evaluate(inst, res.schedule)
+    assert ev.feasible and ev.total_time_s == res.total_time_s
+    others = [evaluate(inst, s).total_time_s for s in
+              (trivial_schedule(inst), static_schedule(inst, 1))]
+    others += list(res.details["policies_s"].values())
+    assert res.total_time_s <= min(others)
+    assert res.total_time_s < evaluate(inst, trivial_schedule(inst)).total_time_s / 2
+    assert res.bound_s <= res.total_time_s
