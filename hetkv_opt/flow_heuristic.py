@@ -59,7 +59,7 @@ import numpy as np
 
 from hetkv_opt.evaluate import evaluate
 from hetkv_opt.instance import Instance
-from hetkv_opt.schedule import Schedule, schedule_from_residency
+from hetkv_opt.schedule import Schedule, residency_stretch, schedule_from_residency
 
 ENGINES = ("auto", "networkx", "ortools")
 GRAPHS = ("chain", "runs")
@@ -345,18 +345,6 @@ def _alive(inst: Instance) -> np.ndarray:
     return (e[None, :] >= inst.birth[:, None]) & (e[None, :] < inst.death[:, None])
 
 
-def _stretch(inst: Instance, rho: np.ndarray, i: int, t: int) -> tuple[int, int]:
-    """The epochs [a, b] around ``t`` over which item ``i`` stays in tier ``rho[i, t]``."""
-    k = rho[i, t]
-    a = t
-    while a - 1 >= inst.birth[i] and rho[i, a - 1] == k:
-        a -= 1
-    b = t
-    while b + 1 < inst.death[i] and rho[i, b + 1] == k:
-        b += 1
-    return a, b
-
-
 def _holders(inst: Instance, rho: np.ndarray, k: int, e: int, movable: np.ndarray):
     """Movable items that occupy tier ``k`` at ``e`` (resident, or being copied in for
     e + 1), and the epoch whose stretch to move for each."""
@@ -410,7 +398,7 @@ def repair(inst: Instance, rho: np.ndarray, value: np.ndarray | None = None,
         order = cand[np.argsort(val if k == 0 else -val, kind="stable")]
         moved = False
         for i in order.tolist():
-            a, b = _stretch(inst, rho, i, int(t_of[i]))
+            a, b = residency_stretch(inst, rho, i, int(t_of[i]))
             if a == inst.birth[i] and inst.initial_tier[i] == k:
                 continue                  # its initial tier is fixed
             rho[i, a:b + 1] = 1 - k

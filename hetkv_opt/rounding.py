@@ -15,7 +15,7 @@ import numpy as np
 from hetkv_opt.evaluate import evaluate
 from hetkv_opt.instance import Instance
 from hetkv_opt.milp_model import MilpModel, _positions
-from hetkv_opt.schedule import Schedule, schedule_from_residency
+from hetkv_opt.schedule import Schedule, residency_stretch, schedule_from_residency
 
 
 def _membership(model: MilpModel, v: np.ndarray) -> np.ndarray:
@@ -113,13 +113,7 @@ def round_lp_solution(model: MilpModel, v: np.ndarray, *, time_budget_s: float =
         order = cand_idx[np.argsort(value, kind="stable")]
         moved = False
         for i in order.tolist():
-            t = int(t_of[i])
-            a = t
-            while a - 1 >= inst.birth[i] and rho[i, a - 1] == k:
-                a -= 1
-            b = t
-            while b + 1 < inst.death[i] and rho[i, b + 1] == k:
-                b += 1
+            a, b = residency_stretch(inst, rho, i, int(t_of[i]))
             if a == inst.birth[i] and inst.initial_tier[i] == k:
                 continue
             rho[i, a:b + 1] = last

@@ -83,6 +83,19 @@ def schedule_from_residency(instance: Instance, residency: np.ndarray) -> Schedu
     return Schedule(instance=instance.name, item=items, epoch=epochs, tier=rho[items, epochs])
 
 
+def residency_stretch(instance: Instance, residency: np.ndarray, item: int,
+                      epoch: int) -> tuple[int, int]:
+    """The epochs ``[a, b]`` around ``epoch`` over which ``item`` stays in the tier it is in
+    at ``epoch`` (within its life), for repairs that move a whole stretch at once."""
+    k = residency[item, epoch]
+    a = b = epoch
+    while a - 1 >= instance.birth[item] and residency[item, a - 1] == k:
+        a -= 1
+    while b + 1 < instance.death[item] and residency[item, b + 1] == k:
+        b += 1
+    return a, b
+
+
 def residency_matrix(instance: Instance, schedule: Schedule) -> np.ndarray:
     """Dense residency, shape (N, E), int8; -1 where the item is not alive.
 
