@@ -584,9 +584,9 @@ class _Space:
         self.allowed = _allowed(p)
         self.blocked = np.where(self.allowed, 0.0, -1e30)
         self.scale = np.ones(self.nl + self.C * self.E)
-        for c in range(self.C):
-            self.scale[self.nl + c * self.E:self.nl + (c + 1) * self.E] = \
-                1.0 / max(float(np.max(np.abs(p.rooms[c]))), 1.0)
+        if self.C:
+            per_tier = 1.0 / np.maximum(np.abs(p.rooms).max(axis=1), 1.0)
+            self.scale[self.nl:] = np.repeat(per_tier, self.E)
 
     def split(self, y):
         return y[:self.nl].reshape(self.J, self.E), y[self.nl:].reshape(self.C, self.E)

@@ -208,7 +208,14 @@ def trivial_schedule(inst: Instance) -> Schedule:
     Feasible whenever the last tier can hold every free item (e.g. unbounded DRAM); a
     cheap incumbent that guarantees a long MILP run has a schedule to report.
     """
-    rho = np.full((inst.num_items, inst.num_epochs), inst.num_tiers - 1, np.int64)
+    return static_schedule(inst, inst.num_tiers - 1)
+
+
+def static_schedule(inst: Instance, tier: int) -> Schedule:
+    """Every free item in its initial tier, else in ``tier``, and never moved (with three
+    tiers, "everything in the middle one" is a far better start than the last).  Feasible
+    when that tier holds them all."""
+    rho = np.full((inst.num_items, inst.num_epochs), int(tier), np.int64)
     fixed = inst.pinned_tier >= 0
     rho[fixed] = inst.pinned_tier[fixed, None]
     init = (inst.initial_tier >= 0) & ~fixed
@@ -221,26 +228,14 @@ def _two_fastest_tiers(inst: Instance) -> Instance | None:
     tiers 0 and 1 only when there are more and nothing is pinned or born beyond tier 1 (a
     schedule of the two-tier copy is a schedule of the original that leaves the slower tiers
     unused); None where that does not apply (inclusive mode)."""
-    if inst.mode != "exclusive":
+    if inst.mode != "exclusive" or inst.num_tiers < 2:
         return None
     if inst.num_tiers == 2:
         return inst
-    if inst.num_tiers < 2 or np.any(inst.pinned_tier >= 2) or np.any(inst.initial_tier >= 2):
+    if np.any(inst.pinned_tier >= 2) or np.any(inst.initial_tier >= 2):
         return None
     import dataclasses
     return dataclasses.replace(inst, tiers=tuple(inst.tiers[:2]))
-
-
-def static_schedule(inst: Instance, tier: int) -> Schedule:
-    """Every free item in ``tier`` (initial tiers kept at birth, then moved there), never
-    moved again: with three tiers, "everything in the middle one" is a far better start than
-    the trivial schedule's last tier.  Feasible when that tier holds them all."""
-    rho = np.full((inst.num_items, inst.num_epochs), int(tier), np.int64)
-    fixed = inst.pinned_tier >= 0
-    rho[fixed] = inst.pinned_tier[fixed, None]
-    init = np.flatnonzero((inst.initial_tier >= 0) & ~fixed)
-    rho[init, inst.birth[init]] = inst.initial_tier[init]
-    return schedule_from_residency(inst, rho)
 
 
 def _bound_aggregate(inst: Instance) -> tuple[float, str]:
@@ -425,8 +420,8 @@ def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_st
                  progress=None):
     """auto for large instances: the Lagrangian bound (40 % of the time), then the flow
     heuristic (two-tier exclusive) and the schedules of :data:`SCALE_PATH_POLICIES`; the
-    best evaluated one of these, the trivial schedule and the caller's warm start wins.  Ctrl-C ends
-    the current phase and returns what is at hand (the best prices so far still prove
+    best evaluated one of these, the static schedules and the caller's warm start wins.
+    Ctrl-C ends the current phase and returns what is at hand (the best prices so far still prove
     their bound; the best schedule so far is evaluated)."""
     from hetkv_opt.lagrangian import solve_lagrangian
     pre = capacity_precheck(instance)
@@ -439,8 +434,9 @@ def _solve_large(instance: Instance, time_limit_s, config: SolverConfig, warm_st
     lag_info = lag.details.get("lagrangian") or {}
     details = {"scale_path": True, "lagrangian": lag_info}
     interrupted = bool(lag_info.get("interrupted"))
-    starts = [s for s in (warm_start, trivial_schedule(instance)) if s is not None]
-    starts += [static_schedule(instance, k) for k in range(instance.num_tiers - 1)]
+    # the caller's start and every "all in one tier" schedule (the last one is the trivial)
+    starts = [warm_start] if warm_start is not None else []
+    starts += [static_schedule(instance, k) for k in range(instance.num_tiers)]
     if not interrupted:
         # policy schedules first (cheap; any number of tiers, either mode), then the flow
         # heuristic (two-tier exclusive) with the time that is left
