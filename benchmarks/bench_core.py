@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hetkv_opt.generate import drift_instance
-from hetkv_opt.milp_model import build_model
+from hetkv_opt.workloads.drift import drift_instance
+from hetkv_opt.milp.build import build_model
 from hetkv_opt.solve import solve
-from hetkv_opt.solver_config import SolverConfig
+from hetkv_opt.milp.config import SolverConfig
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ import time
 
 import numpy as np
 
-from hetkv_opt.evaluate import evaluate
-from hetkv_opt.flow_heuristic import (_benefit_matrix, _binding_onehot, _chain_flow, _slots,
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.methods.flow import (_benefit_matrix, _binding_onehot, _chain_flow, _slots,
                                       _unit_costs, solve_flow)
-from hetkv_opt.generate import drift_instance
-from hetkv_opt.rolling import solve_rolling
-from hetkv_opt.solve import solve_lp, trivial_schedule
+from hetkv_opt.workloads.drift import drift_instance
+from hetkv_opt.methods.rolling import solve_rolling
+from hetkv_opt.methods.exact import solve_lp
+from hetkv_opt.methods.starts import trivial_schedule
 
 
 def parse_size(text: str) -> tuple[int, int]:

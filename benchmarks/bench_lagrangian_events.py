@@ -17,7 +17,7 @@ interleaved, at the initial prices with random capacity prices so that paths mov
 speed-up, the largest relative difference of the values, and then the bound reached by
 ``lagrangian_bound(master="bundle", time_limit_s=budget)`` with each oracle (runs
 interleaved; the reported wall time includes the final dense evaluation), verified with
-:func:`hetkv_opt.lagrangian.verify_bound`.  ``--json`` prints one JSON line per case.
+:func:`hetkv_opt.bounds.lagrangian.core.verify_bound`.  ``--json`` prints one JSON line per case.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import time
 
 import numpy as np
 
-from hetkv_opt.bench.paper_workload import paper_instance
-from hetkv_opt.generate import drift_instance
-from hetkv_opt.lagrangian import (_evaluate, _initial_prices, _prepare, lagrangian_bound,
+from hetkv_opt.workloads.paper import paper_instance
+from hetkv_opt.workloads.drift import drift_instance
+from hetkv_opt.bounds.lagrangian.core import (_evaluate, _initial_prices, _prepare, lagrangian_bound,
                                   verify_bound)
-from hetkv_opt.lagrangian_events import EventOracle
+from hetkv_opt.bounds.lagrangian.events import EventOracle
 
 CASES = {
     "drift": lambda: drift_instance(blocks=1024, steps=256, seed=0),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hetkv_opt.generate import drift_instance
+from hetkv_opt.workloads.drift import drift_instance
 from hetkv_opt.policies import ScoredPolicy, get_policy, list_policies, simulate
 
 TARGET_S = 2.0

@@ -63,38 +63,38 @@ def _child(method: str, item_epochs: float, cache: Path, calls: int) -> dict:
     path = instance_path(cache, item_epochs)
     out: dict = {}
     if method == "generate":
-        from hetkv_opt.generate import drift_instance
-        from hetkv_opt.io import save_instance
+        from hetkv_opt.workloads.drift import drift_instance
+        from hetkv_opt.io.files import save_instance
         t0 = time.perf_counter()
         inst = drift_instance(blocks=n, steps=e, seed=0)
         save_instance(inst, path)
         out["runtime_s"] = time.perf_counter() - t0
         out["reads"] = int(inst.read_bytes.size)
         return out
-    from hetkv_opt.io import load_instance
+    from hetkv_opt.io.files import load_instance
     t0 = time.perf_counter()
     inst = load_instance(path)
     out["load_s"] = time.perf_counter() - t0
     out["reads"] = int(inst.read_bytes.size)
     t0 = time.perf_counter()
     if method == "evaluate":
-        from hetkv_opt.evaluate import evaluate
-        from hetkv_opt.solve import trivial_schedule
+        from hetkv_opt.model.evaluate import evaluate
+        from hetkv_opt.methods.starts import trivial_schedule
         ev = evaluate(inst, trivial_schedule(inst))
         out["value_s"] = ev.total_time_s
     elif method == "lp":
-        from hetkv_opt.solve import solve_lp
+        from hetkv_opt.methods.exact import solve_lp
         res = solve_lp(inst, time_limit_s=3600)
         out["value_s"] = res.bound_s
         out["status"] = res.status
     elif method == "lagrangian":
-        from hetkv_opt.lagrangian import lagrangian_bound
+        from hetkv_opt.bounds.lagrangian.core import lagrangian_bound
         bound, cert = lagrangian_bound(inst, iterations=calls, master="bundle")
         out["value_s"] = bound
         out["oracle_calls"] = cert.metadata.get("oracle_calls")
     elif method == "flow":
-        from hetkv_opt.flow_heuristic import flow_schedule
-        from hetkv_opt.evaluate import evaluate
+        from hetkv_opt.methods.flow import flow_schedule
+        from hetkv_opt.model.evaluate import evaluate
         graph = "chain" if 6 * inst.read_bytes.size <= 600_000 else "runs"
         info: dict = {}
         sched = flow_schedule(inst, iterations=1, time_limit_s=None, graph=graph, info=info)

@@ -22,7 +22,7 @@ import time
 
 from hetkv_opt.policies.simulate import simulate
 from hetkv_opt.solve import solve
-from hetkv_opt.workload import WorkloadParams, build_workload, make_requests
+from hetkv_opt.workloads.requests import WorkloadParams, build_workload, make_requests
 
 POLICIES = ("static", "lru", "balance")
 

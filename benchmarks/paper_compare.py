@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from hetkv_opt.bench.paper_workload import PAPER_SECONDS
+from hetkv_opt.workloads.paper import PAPER_SECONDS
 from hetkv_opt.bench.report import load_cells, summarize
 
 POLICIES = ("static", "reactive", "page", "sa-guided")

@@ -7,18 +7,20 @@ The library API in one place:
 2.0
 """
 
-from hetkv_opt.evaluate import Evaluation, evaluate
-from hetkv_opt.instance import Instance, ModelError, Tier, make_instance, tiny_instance
-from hetkv_opt.io import (instance_hash, load_instance, load_schedule, save_instance,
+from hetkv_opt.model.evaluate import Evaluation, evaluate
+from hetkv_opt.model.instance import Instance, ModelError, Tier, make_instance, tiny_instance
+from hetkv_opt.io.files import (instance_hash, load_instance, load_schedule, save_instance,
                           save_schedule)
-from hetkv_opt.milp_model import aggregate_bound_s, build_model
-from hetkv_opt.schedule import Schedule, schedule_from_residency
-from hetkv_opt.solve import SolveResult, solve
-from hetkv_opt.solver_config import SolverConfig, load_preset
+from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.milp.build import build_model
+from hetkv_opt.model.schedule import Schedule, schedule_from_residency
+from hetkv_opt.result import SolveResult, Status
+from hetkv_opt.solve import solve
+from hetkv_opt.milp.config import SolverConfig, load_preset
 
 __version__ = "0.1.0"
 
-__all__ = ["Evaluation", "Instance", "ModelError", "Schedule", "SolveResult", "SolverConfig",
+__all__ = ["Evaluation", "Instance", "ModelError", "Schedule", "SolveResult", "SolverConfig", "Status",
            "Tier", "aggregate_bound_s", "build_model", "evaluate", "instance_hash",
            "load_instance", "load_preset", "load_schedule", "make_instance", "save_instance",
            "save_schedule", "schedule_from_residency", "solve", "tiny_instance"]

@@ -1,6 +1,6 @@
 """``python -m hetkv_opt`` runs the ``hetkv`` command."""
 
-from hetkv_opt.cli import main
+from hetkv_opt.cli.app import main
 
 if __name__ == "__main__":
     main()

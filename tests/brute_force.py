@@ -2,13 +2,13 @@
 
 Every free item may sit in every tier at every epoch of its life (pins and initial tiers
 respected, nothing else pruned); each candidate residency is turned into a Schedule with
-:func:`hetkv_opt.schedule.schedule_from_residency` and scored by
-:func:`hetkv_opt.evaluate.evaluate`.  The best feasible ``total_time_s`` is the optimum.
+:func:`hetkv_opt.model.schedule.schedule_from_residency` and scored by
+:func:`hetkv_opt.model.evaluate.evaluate`.  The best feasible ``total_time_s`` is the optimum.
 
 Keep instances tiny: the number of candidates is the product over items of
 ``K ** (free epochs)`` (see :func:`num_candidates`).
 
->>> from hetkv_opt.instance import tiny_instance
+>>> from hetkv_opt.model.instance import tiny_instance
 >>> bf = brute_force(tiny_instance())
 >>> bf.best_time_s, bf.num_candidates
 (2.0, 256)
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hetkv_opt.evaluate import Evaluation, evaluate
-from hetkv_opt.instance import Instance
-from hetkv_opt.schedule import Schedule, schedule_from_residency
+from hetkv_opt.model.evaluate import Evaluation, evaluate
+from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.schedule import Schedule, schedule_from_residency
 
 #: refuse to enumerate more than this many residencies (a test-suite speed guard)
 MAX_CANDIDATES = 5000

@@ -10,7 +10,7 @@ def hetkv(*args, prelude: str = "", check_rc: int | None = 0):
     """Run ``hetkv ARGS``; ``prelude`` is Python run first (e.g. registering a policy)."""
     if prelude:
         cmd = [sys.executable, "-c",
-               "import sys; " + prelude + "\nfrom hetkv_opt.cli import main; main(sys.argv[1:])"]
+               "import sys; " + prelude + "\nfrom hetkv_opt.cli.app import main; main(sys.argv[1:])"]
     else:
         cmd = [sys.executable, "-m", "hetkv_opt"]
     proc = subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=300)

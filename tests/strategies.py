@@ -18,8 +18,8 @@ import random
 import numpy as np
 from hypothesis import strategies as st
 
-from hetkv_opt.instance import Instance, make_instance
-from hetkv_opt.schedule import Schedule, schedule_from_residency
+from hetkv_opt.model.instance import Instance, make_instance
+from hetkv_opt.model.schedule import Schedule, schedule_from_residency
 
 BANDWIDTHS = (1.0, 2.0, 4.0)
 LINKS = (None, 1.0, 2.0, 4.0)

@@ -12,11 +12,11 @@ import pytest
 
 import hetkv_opt.bench.report as bench_report
 from hetkv_opt.bench import runner
-from hetkv_opt.bench.paper_workload import paper_instance, weight_bytes_per_layer, PaperParams
+from hetkv_opt.workloads.paper import paper_instance, weight_bytes_per_layer, PaperParams
 from hetkv_opt.bench.runner import BenchError, comparable, run_suite
 from hetkv_opt.bench.suite import (SuiteError, list_suite_files, load_suite, load_suite_file,
                                    parse_suite, register_suite, unregister_suite)
-from hetkv_opt.io import instance_hash, load_instance
+from hetkv_opt.io.files import instance_hash, load_instance
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"

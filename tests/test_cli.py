@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hetkv_opt.instance import make_instance
-from hetkv_opt.io import load_instance, load_schedule, save_instance
-from hetkv_opt.evaluate import evaluate
+from hetkv_opt.model.instance import make_instance
+from hetkv_opt.io.files import load_instance, load_schedule, save_instance
+from hetkv_opt.model.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"
@@ -137,7 +137,7 @@ def test_error_messages_keep_their_brackets():
     import typer
     from rich.console import Console
 
-    import hetkv_opt.cli as cli_mod
+    import hetkv_opt.cli.app as cli_mod
     console = Console(record=True, width=200)
     old = cli_mod.err
     cli_mod.err = console

@@ -1,4 +1,4 @@
-"""The evaluator (hetkv_opt.evaluate) against MODEL.md sections 2-4.
+"""The evaluator (hetkv_opt.model.evaluate) against MODEL.md sections 2-4.
 
 Three layers:
 - hand-computed cases, one per term of section 4, numbers derived in the comments;
@@ -25,9 +25,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from strategies import HypothesisDraw, build_instance, build_residency, instances_with_residency  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.instance import make_instance, tiny_instance  # noqa: E402
-from hetkv_opt.schedule import (Schedule, check_structure, residency_matrix,  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
+from hetkv_opt.model.schedule import (Schedule, check_structure, residency_matrix,  # noqa: E402
                                 schedule_from_residency)
 
 HYP = settings(max_examples=60, deadline=None, database=None)

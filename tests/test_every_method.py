@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from strategies import instances  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.solve import METHODS, STATUSES, solve  # noqa: E402
-from hetkv_opt.solver_config import SolverConfig  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.solve import METHODS, solve  # noqa: E402
+from hetkv_opt.result import STATUSES
+from hetkv_opt.milp.config import SolverConfig  # noqa: E402
 
 EXACT = SolverConfig(mip_rel_gap=0.0)
 #: methods that only bound, and never return a schedule

@@ -19,10 +19,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from strategies import instances, instances_with_residency  # noqa: E402
 
-from hetkv_opt.instance import ModelError, Tier, make_instance, tiny_instance  # noqa: E402
-from hetkv_opt.io import (instance_hash, instance_to_dict, load_instance,  # noqa: E402
+from hetkv_opt.model.instance import ModelError, Tier, make_instance, tiny_instance  # noqa: E402
+from hetkv_opt.io.files import (instance_hash, instance_to_dict, load_instance,  # noqa: E402
                           load_schedule, save_instance, save_schedule)
-from hetkv_opt.schedule import Schedule  # noqa: E402
+from hetkv_opt.model.schedule import Schedule  # noqa: E402
 
 FILES = settings(max_examples=40, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])

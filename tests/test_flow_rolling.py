@@ -15,13 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from brute_force import brute_force, num_candidates  # noqa: E402
 from strategies import random_instance  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.flow_heuristic import (flow_schedule, min_cost_flow_dag,  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.methods.flow import (flow_schedule, min_cost_flow_dag,  # noqa: E402
                                       solve_flow)
-from hetkv_opt.generate import drift_instance  # noqa: E402
-from hetkv_opt.instance import tiny_instance  # noqa: E402
-from hetkv_opt.rolling import solve_rolling  # noqa: E402
-from hetkv_opt.solve import capacity_precheck, solve_lp, solve_milp  # noqa: E402
+from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
+from hetkv_opt.model.instance import tiny_instance  # noqa: E402
+from hetkv_opt.methods.rolling import solve_rolling  # noqa: E402
+from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
+from hetkv_opt.methods.exact import solve_lp, solve_milp
 
 try:
     from ortools.graph.python import min_cost_flow as _mcf  # noqa: F401
@@ -164,9 +165,9 @@ def test_rolling_stops_cleanly_at_the_time_limit():
 
 def _scale_path(monkeypatch):
     import importlib
-    solve_mod = importlib.import_module("hetkv_opt.solve")   # (hetkv_opt.solve is also a function)
-    monkeypatch.setattr(solve_mod, "AUTO_MILP_MAX_ITEM_EPOCHS", 0)   # force lagrangian + flow
-    return solve_mod
+    auto_mod = importlib.import_module("hetkv_opt.methods.auto")
+    monkeypatch.setattr(auto_mod, "AUTO_MILP_MAX_ITEM_EPOCHS", 0)   # force lagrangian + flow
+    return importlib.import_module("hetkv_opt.solve")   # (hetkv_opt.solve is also a function)
 
 
 def test_auto_scale_path_reports_progress_in_every_phase(monkeypatch):
@@ -213,8 +214,8 @@ def test_auto_scale_path_is_optimal_only_when_the_bound_proves_it(monkeypatch):
     """The large-instance path says ``optimal`` exactly when the evaluated schedule is within
     the requested gap of its proven bound (a workload whose pinned weights dominate: the
     bound closes; a drift instance: it does not)."""
-    from hetkv_opt.solver_config import SolverConfig
-    from hetkv_opt.workload import Request, build_workload
+    from hetkv_opt.milp.config import SolverConfig
+    from hetkv_opt.workloads.requests import Request, build_workload
     solve_mod = _scale_path(monkeypatch)
     wl = build_workload(model="smollm2-135m", hardware="gh200-96g", requests=[Request(40, 6)],
                         layers=2, sparsity=0.5, hbm_fraction=0.3)
@@ -232,7 +233,7 @@ def test_auto_scale_path_is_optimal_only_when_the_bound_proves_it(monkeypatch):
 def test_auto_scale_path_on_three_tiers_uses_the_two_fastest(monkeypatch):
     """Three tiers (GH200 + CXL): the flow heuristic runs on HBM and LPDDR (CXL unused),
     the policies and the static schedules are candidates too, and the best is returned."""
-    from hetkv_opt.solve import static_schedule, trivial_schedule
+    from hetkv_opt.methods.starts import static_schedule, trivial_schedule
     solve_mod = _scale_path(monkeypatch)
     inst = drift_instance(blocks=48, steps=24, seed=3, hardware="gh200-cxl")
     assert inst.num_tiers == 3

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hetkv_opt.generate import DriftParams, drift_instance, kv_bytes_per_token_layer
-from hetkv_opt.io import instance_hash
+from hetkv_opt.workloads.drift import DriftParams, drift_instance, kv_bytes_per_token_layer
+from hetkv_opt.io.files import instance_hash
 
 
 def test_llama_kv_bytes_are_gqa_correct():
@@ -95,8 +95,8 @@ def test_generate_from_a_calibrated_params_file(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from cli_helpers import assert_one_line_error, hetkv
 
-    from hetkv_opt.calibrate import load_params
-    from hetkv_opt.io import load_instance
+    from hetkv_opt.workloads.calibrate import load_params
+    from hetkv_opt.io.files import load_instance
     target = tmp_path / "t.npz"
     params = tmp_path / "p.json"
     out = tmp_path / "g.npz"
@@ -130,7 +130,7 @@ def test_token_fraction_reads_part_of_each_block():
 
 
 def test_calibrate_recovers_the_token_fraction():
-    from hetkv_opt.calibrate import fit_drift
+    from hetkv_opt.workloads.calibrate import fit_drift
     target = drift_instance(blocks=64, steps=32, seed=9, token_fraction=0.45)
     res = fit_drift(target, max_evals=20)
     assert res.params.token_fraction == pytest.approx(0.45, abs=0.03)

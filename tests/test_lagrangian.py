@@ -17,13 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from brute_force import brute_force, num_candidates  # noqa: E402
 from strategies import random_instance  # noqa: E402
 
-from hetkv_opt.generate import drift_instance  # noqa: E402
-from hetkv_opt.instance import tiny_instance  # noqa: E402
-from hetkv_opt.io import save_instance  # noqa: E402
-from hetkv_opt.lagrangian import (BoundCertificate, CertificateError, _prices_digest,  # noqa: E402
+from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
+from hetkv_opt.model.instance import tiny_instance  # noqa: E402
+from hetkv_opt.io.files import save_instance  # noqa: E402
+from hetkv_opt.bounds.lagrangian.core import (BoundCertificate, CertificateError, _prices_digest,  # noqa: E402
                                   capacity_tiers, lagrangian_bound, load_certificate,
                                   term_names, verify_bound)
-from hetkv_opt.solve import capacity_precheck, solve_lp  # noqa: E402
+from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
+from hetkv_opt.methods.exact import solve_lp
 
 REL = 1e-9
 
@@ -51,7 +52,7 @@ def _random_prices(inst, rng):
     lam = rng.random((J, E)) * (rng.random((J, E)) < 0.7)
     lam = lam / np.maximum(lam.sum(axis=0), 1e-12) * rng.random(E)
     if term_names(inst)[-1:] == ["cut"]:
-        from hetkv_opt.lagrangian import _cut
+        from hetkv_opt.bounds.lagrangian.core import _cut
         lam[-1] *= _cut(inst)[2]
     lam *= 1.0 - 1e-12
     mu = rng.random((C, E)) * rng.choice([0.0, 0.3, 1.0, 10.0], (C, E))
@@ -116,7 +117,7 @@ def test_bundle_prices_hbm_capacity_beside_a_roomy_bounded_tier():
     price scale for both tiers froze the HBM capacity price at zero and the bundle stayed
     at 93.5 % of the LP value (the capacity-blind level); each tier scaled by its own room:
     96.9 %."""
-    from hetkv_opt.workload import Request, build_workload
+    from hetkv_opt.workloads.requests import Request, build_workload
     inst = build_workload(model="llama-3.1-8b", hardware="gh200-96g", layers=3, sparsity=0.7,
                           requests=[Request(160, 12), Request(96, 12, 3)], weights="none",
                           hbm_fraction=0.3, seed=2)
@@ -137,7 +138,7 @@ def test_inclusive_drift_bound_reaches_the_lp_value():
 
 
 def test_solve_result_wrapper_reports_a_bound_only_result():
-    from hetkv_opt.lagrangian import solve_lagrangian
+    from hetkv_opt.bounds.lagrangian.core import solve_lagrangian
     r = solve_lagrangian(tiny_instance(), time_limit_s=30)
     assert r.status == "bound_only" and r.bound_method == "lagrangian"
     assert r.details["bounds_s"]["lagrangian"] == r.bound_s <= 2.0
@@ -274,7 +275,7 @@ def test_price_projection_is_the_nearest_point():
     x = max(v - theta, 0) on the allowed entries for one theta >= 0, theta = 0 unless the
     sum is 1.  (An earlier version returned a feasible but not the nearest point when a
     column had blocked entries and negative allowed ones.)"""
-    from hetkv_opt.lagrangian import _project_simplex_rows
+    from hetkv_opt.bounds.lagrangian.core import _project_simplex_rows
     rng = np.random.default_rng(7)
     for _ in range(500):
         J, E = int(rng.integers(1, 7)), int(rng.integers(1, 30))
@@ -297,8 +298,8 @@ def test_price_projection_is_the_nearest_point():
 @pytest.mark.parametrize("oracle", ["dense", "events"])
 def test_cli_bound_oracle_option(tmp_path, oracle):
     """'hetkv bound --oracle': both oracles give certificates that verify-bound accepts."""
-    from hetkv_opt.bench.paper_workload import paper_instance
-    from hetkv_opt.io import save_instance
+    from hetkv_opt.workloads.paper import paper_instance
+    from hetkv_opt.io.files import save_instance
     path, cert = tmp_path / "p.npz", tmp_path / "c.npz"
     save_instance(paper_instance(layers=2, prompt_tokens=64, steps=8), path)
     d = json.loads(hetkv("bound", path, "--oracle", oracle, "--master", "bundle", "-n", "20", "--cert", cert,

@@ -1,4 +1,4 @@
-"""The event-compressed Lagrangian oracle (hetkv_opt/lagrangian_events.py) against the dense
+"""The event-compressed Lagrangian oracle (hetkv_opt/bounds/lagrangian/events.py) against the dense
 one, two tiers, both modes: the same value L, a valid supergradient (the dense one where
 paths are unique), and bounds that the independent verifier accepts and that stay below
 the optimum."""
@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from brute_force import brute_force, num_candidates  # noqa: E402
 from strategies import random_instance  # noqa: E402
 
-from hetkv_opt.bench.paper_workload import paper_instance  # noqa: E402
-from hetkv_opt.generate import drift_instance  # noqa: E402
-from hetkv_opt.instance import make_instance  # noqa: E402
-from hetkv_opt.lagrangian import (_evaluate, _initial_prices, _prepare,  # noqa: E402
+from hetkv_opt.workloads.paper import paper_instance  # noqa: E402
+from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
+from hetkv_opt.model.instance import make_instance  # noqa: E402
+from hetkv_opt.bounds.lagrangian.core import (_evaluate, _initial_prices, _prepare,  # noqa: E402
                                   lagrangian_bound, verify_bound)
-from hetkv_opt.lagrangian_events import EventOracle, applicable, choose  # noqa: E402
-from hetkv_opt.solve import capacity_precheck  # noqa: E402
+from hetkv_opt.bounds.lagrangian.events import EventOracle, applicable, choose  # noqa: E402
+from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
 
 REL = 1e-9
 

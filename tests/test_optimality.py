@@ -16,12 +16,13 @@ from brute_force import brute_force, num_candidates  # noqa: E402
 from strategies import instances, random_instance  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.instance import make_instance, tiny_instance  # noqa: E402
-from hetkv_opt.milp_model import aggregate_bound_s, build_model  # noqa: E402
-from hetkv_opt.schedule import Schedule  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
+from hetkv_opt.model.terms import aggregate_bound_s  # noqa: E402
+from hetkv_opt.milp.build import build_model
+from hetkv_opt.model.schedule import Schedule  # noqa: E402
 from hetkv_opt.solve import solve  # noqa: E402
-from hetkv_opt.solver_config import SolverConfig  # noqa: E402
+from hetkv_opt.milp.config import SolverConfig  # noqa: E402
 
 SEEDS = range(300)
 EXACT = SolverConfig(mip_rel_gap=0.0)
@@ -249,7 +250,7 @@ def test_run_highs_never_returns_the_warm_start_with_another_objective():
     objective, and the optimum."""
     from types import SimpleNamespace
 
-    from hetkv_opt.highs_backend import run_highs
+    from hetkv_opt.milp.highs import run_highs
 
     inf = math.inf
     start = np.array([0, 5, 8, 12, 16, 21, 24, 27, 30])

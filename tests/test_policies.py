@@ -24,16 +24,17 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from strategies import random_instance  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.generate import drift_instance  # noqa: E402
-from hetkv_opt.instance import make_instance, tiny_instance  # noqa: E402
-from hetkv_opt.io import load_instance, load_schedule, save_instance  # noqa: E402
-from hetkv_opt.solve import forced_overflow  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
+from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
+from hetkv_opt.io.files import load_instance, load_schedule, save_instance  # noqa: E402
+from hetkv_opt.model.feasibility import forced_overflow  # noqa: E402
 from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy,  # noqa: E402
                                 get_policy, list_policies, register_policy, simulate,
                                 unregister_policy)
-from hetkv_opt.solve import capacity_precheck, solve  # noqa: E402
-from hetkv_opt.solver_config import SolverConfig  # noqa: E402
+from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
+from hetkv_opt.solve import solve
+from hetkv_opt.milp.config import SolverConfig  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"
@@ -236,7 +237,7 @@ def test_fill_share_stops_at_the_ideal_share():
 def test_page_moves_all_layers_of_a_block_together():
     inst = pins_and_layers()
     res = simulate(inst, "page")
-    from hetkv_opt.schedule import residency_matrix
+    from hetkv_opt.model.schedule import residency_matrix
     rho = residency_matrix(inst, res.schedule)
     block, pinned = inst.item_labels["block"], inst.pinned_tier
     moves = res.schedule.epoch > inst.birth[res.schedule.item]

@@ -88,7 +88,7 @@ def test_gh200_paper_is_the_papers_constants_and_drift_uses_it():
     hbm, lp = hw.tiers
     assert hbm.bandwidth_Bps == 4900e9
     assert (lp.capacity_bytes, lp.bandwidth_Bps, lp.link_read_Bps, lp.link_write_Bps) == (None, 500e9, 450e9, 450e9)
-    from hetkv_opt.generate import HARDWARE as GEN
+    from hetkv_opt.workloads.drift import HARDWARE as GEN
     assert GEN["gh200-paper"]["source"] == hw.source
     assert GEN["gh200-paper"]["tiers"][1]["bandwidth_Bps"] == 500e9
 

@@ -9,13 +9,14 @@ import warnings
 import numpy as np
 import pytest
 
-from hetkv_opt.highs_backend import new_highs, write_model
-from hetkv_opt.instance import make_instance, tiny_instance
-from hetkv_opt.milp_model import build_model
-from hetkv_opt.pulp_backend import (CBC_INSTALL_HINT, _cbc_outcome, _parse_cbc_log,
+from hetkv_opt.milp.highs import new_highs, write_model
+from hetkv_opt.model.instance import make_instance, tiny_instance
+from hetkv_opt.milp.build import build_model
+from hetkv_opt.milp.pulp_backend import (CBC_INSTALL_HINT, _cbc_outcome, _parse_cbc_log,
                                     build_pulp_problem, cbc_available, solve_milp_pulp)
-from hetkv_opt.solve import solve, solve_milp
-from hetkv_opt.solver_config import SolverConfig, load_preset
+from hetkv_opt.solve import solve
+from hetkv_opt.methods.exact import solve_milp
+from hetkv_opt.milp.config import SolverConfig, load_preset
 
 pulp = pytest.importorskip("pulp")
 
@@ -121,7 +122,7 @@ def test_pulp_cbc_matches_highspy(seed, highs_results):
 
 
 def test_cbc_missing_is_one_clear_line(monkeypatch):
-    import hetkv_opt.pulp_backend as pb
+    import hetkv_opt.milp.pulp_backend as pb
     monkeypatch.setattr(pb, "cbc_path", lambda: None)
     with pytest.raises(RuntimeError, match=r"pip install 'pulp\[cbc\]'") as err:
         pb.solve_milp_pulp(tiny_instance(), config=PULP_CBC)

@@ -12,12 +12,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from brute_force import brute_force  # noqa: E402
 from strategies import random_instance  # noqa: E402
 
-from hetkv_opt.evaluate import evaluate  # noqa: E402
-from hetkv_opt.generate import drift_instance  # noqa: E402
-from hetkv_opt.highs_backend import run_highs  # noqa: E402
-from hetkv_opt.milp_model import build_model  # noqa: E402
-from hetkv_opt.rounding import round_lp_solution  # noqa: E402
-from hetkv_opt.solve import solve, solve_lp  # noqa: E402
+from hetkv_opt.model.evaluate import evaluate  # noqa: E402
+from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
+from hetkv_opt.milp.highs import run_highs  # noqa: E402
+from hetkv_opt.milp.build import build_model  # noqa: E402
+from hetkv_opt.methods.rounding import round_lp_solution  # noqa: E402
+from hetkv_opt.solve import solve  # noqa: E402
+from hetkv_opt.methods.exact import solve_lp
 
 
 @pytest.mark.parametrize("seed", range(0, 120, 3))
@@ -55,7 +56,7 @@ def test_auto_uses_the_rounded_schedule_when_time_runs_out():
 
 def test_auto_takes_the_scale_path_above_the_threshold(monkeypatch):
     import importlib
-    solve_mod = importlib.import_module("hetkv_opt.solve")
+    solve_mod = importlib.import_module("hetkv_opt.methods.auto")
     inst = drift_instance(blocks=32, steps=16, seed=1)
     exact = solve(inst, "milp")
     monkeypatch.setattr(solve_mod, "AUTO_MILP_MAX_ITEM_EPOCHS", 10)

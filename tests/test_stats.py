@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hetkv_opt.calibrate import fit_drift, load_params, save_params
-from hetkv_opt.generate import drift_instance
-from hetkv_opt.instance import ModelError, make_instance
-from hetkv_opt.stats import instance_stats
+from hetkv_opt.workloads.calibrate import fit_drift, load_params, save_params
+from hetkv_opt.workloads.drift import drift_instance
+from hetkv_opt.model.instance import ModelError, make_instance
+from hetkv_opt.workloads.stats import instance_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402

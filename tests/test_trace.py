@@ -11,11 +11,11 @@ import pytest
 
 from cli_helpers import assert_one_line_error, hetkv
 from trace_helpers import MODEL, hand_trace
-from hetkv_opt.evaluate import evaluate
-from hetkv_opt.io import load_instance
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.io.files import load_instance
 from hetkv_opt.solve import solve
-from hetkv_opt.trace import Trace, TraceError, load_trace, save_trace
-from hetkv_opt.trace_instance import (TraceInstanceParams, select_kv_union, select_quest,
+from hetkv_opt.trace.capture import Trace, TraceError, load_trace, save_trace
+from hetkv_opt.trace.to_instance import (TraceInstanceParams, select_kv_union, select_quest,
                                       select_topk, token_budget, trace_instance)
 
 # ----------------------------------------------------------------------------- rules
@@ -178,7 +178,7 @@ def test_options_select_layers_steps_capacity_and_provenance(tmp_path):
 def test_capture_on_a_tiny_random_llama_matches_a_full_forward(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from hetkv_opt.trace import capture_trace, tiny_random_llama
+    from hetkv_opt.trace.capture import capture_trace, tiny_random_llama
     lm = tiny_random_llama(seed=0)
     prompt = lm.tokenizer.encode("The cache grows by one token per step.")
     P, S = len(prompt), 6

@@ -11,13 +11,14 @@ import pytest
 
 from cli_helpers import assert_one_line_error, hetkv
 from trace_helpers import hand_trace
-from hetkv_opt.evaluate import evaluate
-from hetkv_opt.io import instance_hash, load_instance
-from hetkv_opt.solve import solve, trivial_schedule
-from hetkv_opt.trace import save_trace
-from hetkv_opt.trace_access import TraceAccess, layer_rows, stretch_index
-from hetkv_opt.trace_instance import select_kv_union, select_quest, select_topk, token_budget
-from hetkv_opt.workload import Request, WorkloadParams, build_workload
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.io.files import instance_hash, load_instance
+from hetkv_opt.solve import solve
+from hetkv_opt.methods.starts import trivial_schedule
+from hetkv_opt.trace.capture import save_trace
+from hetkv_opt.workloads.trace_replay import TraceAccess, layer_rows, stretch_index
+from hetkv_opt.trace.to_instance import select_kv_union, select_quest, select_topk, token_budget
+from hetkv_opt.workloads.requests import Request, WorkloadParams, build_workload
 
 
 def test_stretch_index_keeps_both_ends_and_order():

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hetkv_opt.evaluate import evaluate
-from hetkv_opt.io import instance_hash, load_instance
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.io.files import instance_hash, load_instance
 from hetkv_opt.presets import load_hardware, load_model
-from hetkv_opt.workload import (DriftAccess, PaperAccess, Request, WorkloadParams, build_workload,
+from hetkv_opt.workloads.requests import (DriftAccess, PaperAccess, Request, WorkloadParams, build_workload,
                                 make_requests, paper_workload_params, plan_workload, write_workload)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetkv_opt.trace import Trace
+from hetkv_opt.trace.capture import Trace
 
 MODEL = {"name": "hand", "num_layers": 3, "num_heads": 4, "num_kv_heads": 2, "head_dim": 8,
          "hidden_size": 32, "intermediate_size": 64, "dtype": "float32", "dtype_bytes": 4}

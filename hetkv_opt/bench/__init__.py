@@ -6,7 +6,7 @@
   pool or Dask;
 - :mod:`~hetkv_opt.bench.report`: ``report(dir)``: the table and the figures (import it
   from there: ``from hetkv_opt.bench.report import report``);
-- :mod:`~hetkv_opt.bench.paper_workload`: the Llama-3.1-8B / GH200 workload of the
+- :mod:`~hetkv_opt.workloads.paper`: the Llama-3.1-8B / GH200 workload of the
   ``paper`` suite (Fang et al., arXiv 2508.13231).
 
 >>> from hetkv_opt.bench import list_suites

@@ -327,7 +327,7 @@ def plot_sparsity(cells: list[CellRow], insts: list[InstanceRow], path: Path) ->
 
     k0 = 0
     if with_paper:
-        from hetkv_opt.bench.paper_workload import PAPER_SECONDS
+        from hetkv_opt.workloads.paper import PAPER_SECONDS
         ax = axes[0]
         xs = sorted(PAPER_SECONDS)
         for name in ("static", "reactive", "page", "sa-guided"):

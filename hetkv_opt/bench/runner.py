@@ -1,7 +1,7 @@
 """Run a suite: every (instance, method) cell, one JSON result file per cell.
 
 - **Whole or absent**: a cell's file is written to a temporary file and renamed
-  (:func:`hetkv_opt.io.atomic_write_bytes`), so a killed sweep leaves finished cells and
+  (:func:`hetkv_opt.io.files.atomic_write_bytes`), so a killed sweep leaves finished cells and
   nothing half-written under a cell's name.
 - **Resumable**: a cell whose file exists and carries the same ``cell_sha256`` (a hash of
   the instance's *content*, the method spec and the seed) is skipped; change the
@@ -48,7 +48,7 @@ import numpy as np
 
 from hetkv_opt.bench.suite import (InstanceSpec, MethodSpec, Suite, SuiteError, build_instance,
                                    load_suite, spec_json)
-from hetkv_opt.instance import Instance, ModelError
+from hetkv_opt.model.instance import Instance, ModelError
 
 CELL_SCHEMA = "hetkv-bench-cell"
 CELL_SCHEMA_VERSION = 1
@@ -152,7 +152,7 @@ def _cell_sha256(instance_sha: str, method: MethodSpec, seed: int) -> str:
 
 def instance_size(inst: Instance) -> dict:
     """Sizes a report plots against (item-epochs: the MILP's residency variables)."""
-    from hetkv_opt.milp_model import aggregate_bound_s
+    from hetkv_opt.model.terms import aggregate_bound_s
     return {"items": inst.num_items, "epochs": inst.num_epochs, "steps": inst.num_steps,
             "item_epochs": int((inst.death - inst.birth).sum()),
             "reads": int(inst.read_bytes.size), "read_bytes": int(inst.read_bytes.sum()),
@@ -169,7 +169,7 @@ def plan(suite: Suite, *, keep_instances: bool = False) -> list[Task]:
     SuiteError
         An instance file that cannot be loaded, or a generator that fails.
     """
-    from hetkv_opt.io import instance_hash, load_instance
+    from hetkv_opt.io.files import instance_hash, load_instance
     tasks: list[Task] = []
     ids: dict[str, str] = {}
     for spec in suite.instances:
@@ -217,7 +217,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _solver_config(m: MethodSpec):
-    from hetkv_opt.solver_config import SolverConfig, load_preset
+    from hetkv_opt.milp.config import SolverConfig, load_preset
     cfg = load_preset(m.preset) if m.preset else SolverConfig()
     return dataclasses.replace(cfg, **dict(m.config))
 
@@ -254,7 +254,7 @@ def run_cell(task: Task) -> dict:
     warm = None
     oracle = False
     try:
-        from hetkv_opt.io import instance_hash
+        from hetkv_opt.io.files import instance_hash
         inst = task.payload
         if inst is None:
             inst = build_instance(task.instance.generator, task.instance.params,
@@ -437,8 +437,8 @@ def run_suite(suite: Suite | str | os.PathLike, out_dir: str | os.PathLike, *,
     --------
     >>> import os, tempfile
     >>> from hetkv_opt.bench.suite import parse_suite
-    >>> from hetkv_opt.io import save_instance
-    >>> from hetkv_opt.instance import tiny_instance
+    >>> from hetkv_opt.io.files import save_instance
+    >>> from hetkv_opt.model.instance import tiny_instance
     >>> tiny = os.path.join(tempfile.mkdtemp(), "tiny.json")
     >>> save_instance(tiny_instance(), tiny)
     >>> s = parse_suite({"schema": "hetkv-suite", "schema_version": 1,
@@ -484,7 +484,7 @@ def run_suite(suite: Suite | str | os.PathLike, out_dir: str | os.PathLike, *,
             emit({"event": "fail", "cell": t.cell_id, "done": finished, "total": run.total,
                   "status": "failed"})
             return
-        from hetkv_opt.io import atomic_write_bytes
+        from hetkv_opt.io.files import atomic_write_bytes
         rec["executor"] = executor
         atomic_write_bytes(out_dir / f"{t.cell_id}.json", encode_record(rec))
         run.ran += 1

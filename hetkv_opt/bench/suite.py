@@ -56,7 +56,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hetkv_opt.instance import Instance
+from hetkv_opt.model.instance import Instance
 from hetkv_opt.solve import METHODS as SOLVER_METHODS
 
 SCHEMA_SUITE = "hetkv-suite"
@@ -112,8 +112,8 @@ def register_generator(gen: Generator) -> Generator:
 
 
 def _builtin_generators() -> None:
-    from hetkv_opt.bench.paper_workload import PaperParams, paper_instance
-    from hetkv_opt.generate import DriftParams, drift_instance
+    from hetkv_opt.workloads.paper import PaperParams, paper_instance
+    from hetkv_opt.workloads.drift import DriftParams, drift_instance
     register_generator(Generator("drift", DriftParams, drift_instance,
                                  "one layer's paged KV cache read by a drifting top-k rule"))
     register_generator(Generator("paper", PaperParams, paper_instance,
@@ -374,7 +374,7 @@ def _policy_check(name: str, params: dict, where: str) -> None:
 
 
 def _parse_methods(raw, seed: int) -> list[MethodSpec]:
-    from hetkv_opt.solver_config import SolverConfig, load_preset
+    from hetkv_opt.milp.config import SolverConfig, load_preset
     if not isinstance(raw, list) or not raw:
         raise SuiteError("methods", "must be a non-empty list of tables ([[methods]])")
     cfg_fields = {f.name for f in dataclasses.fields(SolverConfig)} - {"name", "description"}

@@ -8,7 +8,7 @@ Families (one module each): :mod:`~hetkv_opt.policies.paper` (static, reactive, 
 sa-guided), :mod:`~hetkv_opt.policies.classic` (lru, lfu, belady),
 :mod:`~hetkv_opt.policies.attention` (ema-score, balance).
 
->>> from hetkv_opt.instance import tiny_instance
+>>> from hetkv_opt.model.instance import tiny_instance
 >>> from hetkv_opt.policies import simulate, get_policy
 >>> simulate(tiny_instance(), get_policy("static")).total_time_s
 3.5

@@ -23,7 +23,7 @@ A new scored policy in a few lines (most-read-bytes-ever first):
 
 >>> from dataclasses import dataclass
 >>> import numpy as np
->>> from hetkv_opt.instance import tiny_instance
+>>> from hetkv_opt.model.instance import tiny_instance
 >>> from hetkv_opt.policies import ScoredPolicy, simulate
 >>> @dataclass
 ... class MostRead(ScoredPolicy):

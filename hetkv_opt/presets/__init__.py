@@ -42,7 +42,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hetkv_opt.instance import ModelError, Tier, make_tier, tier_specs
+from hetkv_opt.model.instance import ModelError, Tier, make_tier, tier_specs
 
 SCHEMA_HARDWARE = "hetkv-hardware"
 SCHEMA_MODEL = "hetkv-model"
@@ -66,7 +66,7 @@ class HardwareSpec:
     Attributes
     ----------
     name, summary, source : str
-    tiers : tuple of hetkv_opt.instance.Tier
+    tiers : tuple of hetkv_opt.model.instance.Tier
     peak_flops : float or None
         Dense FLOP/s of the accelerator (for a compute floor), ``None`` when not given.
     sources : dict of str -> str
@@ -370,7 +370,7 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
 
 def hardware_table() -> dict[str, dict]:
     """Every bundled hardware preset as ``{"source": str, "tiers": [dict, ...]}``
-    (the form of :data:`hetkv_opt.generate.HARDWARE`)."""
+    (the form of :data:`hetkv_opt.workloads.drift.HARDWARE`)."""
     out = {}
     for name, path in list_presets("hardware")["hardware"].items():
         hw = load_hardware(path)

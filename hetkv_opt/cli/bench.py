@@ -1,0 +1,127 @@
+"""``hetkv bench`` and ``hetkv report``: benchmark sweeps from the command line.
+
+Registered on the main ``hetkv`` app by :func:`register` (see :mod:`hetkv_opt.cli.app`); the
+commands parse, call :mod:`hetkv_opt.bench`, and render: a progress bar on stderr, tables
+(or ``--format json``) on stdout.  Bad suite files and options print one line naming the
+file, the field and the reason, and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    md = "md"
+
+
+def _cli():
+    # the main CLI module, imported when a command runs (it imports us to register)
+    from hetkv_opt.cli import app as cli
+    return cli
+
+
+def bench(
+    suite: str = typer.Argument(..., help="A suite name (benchmarks/suites/NAME.toml) or a suite file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the result files (one JSON per cell)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (1: run here)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (needs the dask extra)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    keep_errors: bool = typer.Option(False, "--keep-errors", help="Do not re-run cells whose stored result is an error."),
+):
+    """Run every (instance, method) cell of a suite; finished cells are skipped on re-runs."""
+    cli = _cli()
+    from hetkv_opt.bench.runner import BenchError, run_suite
+    from hetkv_opt.bench.suite import SuiteError, load_suite
+    if workers < 1:
+        cli.fail("option '--workers': must be >= 1")
+    if scheduler is not None and workers != 1:
+        cli.fail("options '--workers' and '--scheduler' exclude each other (Dask has its own workers)")
+    try:
+        spec = load_suite(suite)
+    except SuiteError as exc:
+        cli.fail(str(exc))
+    progress, stop = _progress_bar(spec.name, enabled=not quiet)
+    try:
+        run = run_suite(spec, out, workers=workers, scheduler=scheduler, progress=progress,
+                        redo_errors=not keep_errors)
+    except (SuiteError, BenchError) as exc:
+        stop()
+        cli.fail(str(exc))
+    except KeyboardInterrupt:
+        stop()
+        cli.err.print(f"interrupted: finished cells are in {out}; run the same command to resume")
+        raise typer.Exit(code=130)
+    stop()
+    cli.err.print(f"suite {run.suite}: {run.total} cells, {run.ran} run, {run.skipped} already "
+                  f"done, {len(run.errors)} errors, {len(run.failed)} failed, "
+                  f"{run.runtime_s:.1f} s; results in {out} (hetkv report {out})",
+                  markup=False, highlight=False, soft_wrap=True)
+    for line in (run.errors + run.failed)[:10]:
+        cli.err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    if run.errors or run.failed:
+        raise typer.Exit(code=1)
+
+
+def _progress_bar(name: str, enabled: bool):
+    """A rich progress bar on stderr, fed by run_suite's progress events."""
+    if not enabled:
+        return None, (lambda: None)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+    cli = _cli()
+    prog = Progress(TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.description}"), console=cli.err,
+                    transient=False)
+    state = {"task": None}
+
+    def cb(ev: dict) -> None:
+        if ev["event"] == "plan":
+            prog.start()
+            state["task"] = prog.add_task("", total=ev["total"])
+            return
+        desc = f"{ev['cell']}: {ev['status']}"
+        prog.update(state["task"], completed=ev["done"], description=desc)
+
+    def stop() -> None:
+        if state["task"] is not None:
+            prog.stop()
+    return cb, stop
+
+
+def report(
+    directory: Path = typer.Argument(..., help="A folder written by 'hetkv bench'."),
+    plots: bool = typer.Option(False, "--plots", help="Draw PNG figures (needs the plot extra)."),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Where the PNGs go (default DIRECTORY/plots)."),
+    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table, json or md (markdown)."),
+    pivot: bool = typer.Option(False, "--pivot", help="One row per instance, one column per method (T and T / best bound)."),
+):
+    """Table of a sweep (time, bound, gap to the best proven bound, HBM read share, runtime)
+    and, with --plots, the figures."""
+    cli = _cli()
+    from hetkv_opt.bench.report import report as run_report
+    from hetkv_opt.bench.runner import BenchError
+    try:
+        run_report(directory, plots=plots, plot_dir=plot_dir, fmt=fmt.value, pivot=pivot,
+                   file=sys.stdout)
+    except BenchError as exc:
+        cli.fail(str(exc))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench`` and ``report`` to a typer app (the ``hetkv`` command); idempotent."""
+    names = {c.name for c in app.registered_commands}
+    if "bench" not in names:
+        app.command("bench")(bench)
+    if "report" not in names:
+        app.command("report")(report)
+
+
+__all__ = ["bench", "register", "report"]

@@ -1,0 +1,142 @@
+"""``hetkv simulate`` and ``hetkv policies``: the policy commands of the CLI.
+
+Added to the main app by :func:`register` (``hetkv_opt.cli.app`` calls it).  This module
+imports ``hetkv_opt.cli.app`` only inside the commands, so either module may be imported first.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from hetkv_opt.cli.format import Format
+
+
+class Bound(str, Enum):
+    lp = "lp"
+    aggregate = "aggregate"
+
+
+def _parse_params(pairs: List[str]) -> dict:
+    from hetkv_opt.cli.app import fail
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"option '--param': expected key=value, got {pair!r}")
+        key = key.strip().replace("-", "_")
+        if key in params:
+            fail(f"option '--param': {key!r} given twice")
+        params[key] = value.strip()
+    return params
+
+
+def simulate_cmd(
+    instance: Path = typer.Argument(..., help="Instance file (.json or .npz)."),
+    policy: str = typer.Option(..., "--policy", "-p", help="A registered policy (see 'hetkv policies')."),
+    param: List[str] = typer.Option([], "--param", help="Hyper-parameter key=value (repeatable)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schedule here (.json or .npz)."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f"),
+    bound: Bound = typer.Option(Bound.lp, "--bound", help="Which proven bound to measure the policy against."),
+    bound_time_limit: float = typer.Option(60.0, "--bound-time-limit", help="Seconds for the LP bound (then: aggregate)."),
+):
+    """Simulate an online placement policy; the same result keys as 'solve'.
+
+    The gap is measured against a proven bound: the LP relaxation by default
+    (capacity-aware), or the paper's aggregate bound with --bound aggregate."""
+    from hetkv_opt.cli.app import _emit_json, _load_instance, fail
+    from hetkv_opt.io.files import instance_hash, save_schedule
+    from hetkv_opt.policies import PolicyError, get_policy, simulate
+    params = _parse_params(param)
+    try:
+        pol = get_policy(policy, **params)
+    except ValueError as exc:
+        fail(str(exc))
+    inst = _load_instance(instance)
+    bounds = {}
+    if bound == Bound.lp:
+        from hetkv_opt.methods.exact import solve_lp
+        lp = solve_lp(inst, time_limit_s=bound_time_limit)
+        bounds = {k: v for k, v in lp.details.get("bounds_s", {}).items() if k == "lp"}
+    try:
+        res = simulate(inst, pol, bounds=bounds)
+    except (PolicyError, ValueError) as exc:
+        fail(str(exc))
+    sha = instance_hash(inst)
+    if out_path is not None and res.schedule is not None:
+        try:
+            save_schedule(res.schedule, out_path, extra={
+                "method": res.method, "status": res.status, "total_time_s": res.total_time_s,
+                "bound_s": res.bound_s, "bound_method": res.bound_method,
+                "oracle": res.details.get("oracle"), "params": res.details.get("params"),
+                "instance_sha256": sha})
+        except OSError as exc:
+            fail(f"{out_path}: {exc}")
+    d = res.to_dict()
+    d["instance_sha256"] = sha
+    if fmt == Format.json:
+        _emit_json(d)
+    else:
+        _print_result(d)
+    if res.status == "error":
+        raise typer.Exit(code=1)
+
+
+def _print_result(d: dict) -> None:
+    from rich.table import Table
+
+    from hetkv_opt.cli.app import _fmt_pct, _fmt_s, out
+    det = d["details"]
+    t = Table(title=f"hetkv simulate: {d['instance']}", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("status", d["status"])
+    t.add_row("method", d["method"] + ("  (oracle: reads the future)" if det.get("oracle") else ""))
+    params = det.get("params") or {}
+    t.add_row("parameters", ", ".join(f"{k}={v}" for k, v in params.items()) or "-")
+    t.add_row("total time T (evaluator)", _fmt_s(d["total_time_s"]))
+    t.add_row("best proven bound", f"{_fmt_s(d['bound_s'])} ({d['bound_method'] or '-'})")
+    t.add_row("gap to the bound", _fmt_pct(d["gap"]))
+    for name, val in sorted(det.get("bounds_s", {}).items()):
+        t.add_row(f"bound: {name}", _fmt_s(val))
+    thr = d["throughput_steps_per_s"]
+    t.add_row("throughput", "-" if thr is None else f"{thr:.6g} steps/s")
+    share = d["hbm_read_share"]
+    t.add_row("tier-0 share of reads", "-" if share is None else f"{share:.4f}")
+    t.add_row("moves", "-" if d["num_moves"] is None else str(d["num_moves"]))
+    for key, val in (det.get("policy_report") or {}).items():
+        t.add_row(f"policy: {key}", str(val))
+    t.add_row("runtime", f"{d['runtime_s']:.3f} s")
+    if d["message"]:
+        t.add_row("note", d["message"])
+    out.print(t)
+
+
+def policies_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f")):
+    """List the registered policies: parameters with defaults, and which are oracles."""
+    from hetkv_opt.cli.app import _emit_json, out
+    from hetkv_opt.policies import list_policies
+    infos = list_policies()
+    if fmt == Format.json:
+        _emit_json([i.to_dict() for i in infos])
+        return
+    from rich.table import Table
+    t = Table(title="placement policies")
+    for col in ("policy", "oracle", "parameters (defaults)", "what it does"):
+        t.add_column(col)
+    for i in infos:
+        t.add_row(i.name, "yes" if i.oracle else "no",
+                  ", ".join(f"{k}={v}" for k, v in i.params.items()) or "-", i.summary)
+    out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``policies`` to a typer app (a second call does nothing)."""
+    have = {c.name for c in app.registered_commands}
+    if "simulate" not in have:
+        app.command("simulate")(simulate_cmd)
+    if "policies" not in have:
+        app.command("policies")(policies_cmd)

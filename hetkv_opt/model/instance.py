@@ -1,0 +1,438 @@
+"""The placement problem of MODEL.md, as validated in-memory arrays.
+
+An :class:`Instance` is immutable by convention: every array is owned by the instance and
+marked read-only.  Reads and writes are kept sorted by ``(epoch, item)`` so that every
+consumer (evaluator, model builder, policies) can rely on that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+SCHEMA_INSTANCE = "hetkv-instance"
+SCHEMA_VERSION = 1
+MODES = ("exclusive", "inclusive")
+ITEM_LABELS = ("kind", "layer", "request", "block")
+EPOCH_LABELS = ("step", "layer")
+
+
+class ModelError(ValueError):
+    """An instance or schedule breaks a rule of MODEL.md.
+
+    Parameters
+    ----------
+    field : str
+        Dotted name of the offending field, e.g. ``"reads.bytes"``.
+    reason : str
+        What is wrong, in words.
+    source : str, optional
+        The file the data came from, when there is one.
+    """
+
+    def __init__(self, field: str, reason: str, source: str | None = None):
+        self.field = field
+        self.reason = reason
+        self.source = source
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if self.field == "(file)":
+            return f"{where}{self.reason}"
+        return f"{where}field '{self.field}': {self.reason}"
+
+    def with_source(self, source: str) -> "ModelError":
+        """Return the same error, naming the file it came from."""
+        return type(self)(self.field, self.reason, source)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One memory tier.
+
+    Parameters
+    ----------
+    name : str
+        Display name, e.g. ``"hbm"``.
+    capacity_bytes : int or None
+        Capacity; ``None`` means unbounded.
+    bandwidth_Bps : float
+        Device bandwidth shared by every read, write and copy on the tier.
+    link_read_Bps, link_write_Bps : float or None
+        Link limits tier -> accelerator and accelerator -> tier (tiers >= 1 only).
+    """
+
+    name: str
+    capacity_bytes: int | None
+    bandwidth_Bps: float
+    link_read_Bps: float | None = None
+    link_write_Bps: float | None = None
+
+    def read_rate_Bps(self) -> float:
+        """Best rate at which the accelerator can read this tier: min(device, link)."""
+        if self.link_read_Bps is None:
+            return self.bandwidth_Bps
+        return min(self.bandwidth_Bps, self.link_read_Bps)
+
+
+def tier_specs(tiers) -> list[dict]:
+    """Tiers as the mappings the instance file and :func:`make_instance` take (tier 0 has
+    no link keys)."""
+    out = []
+    for k, t in enumerate(tiers):
+        d = {"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps}
+        if k > 0:
+            d["link_read_Bps"] = t.link_read_Bps
+            d["link_write_Bps"] = t.link_write_Bps
+        out.append(d)
+    return out
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view (the caller's own array object stays writable)."""
+    a = np.ascontiguousarray(a).view()
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """A validated hetkv placement instance (MODEL.md sections 1-3).
+
+    Build one with :func:`make_instance` (which validates) or load one with
+    :func:`hetkv_opt.io.files.load_instance`.
+
+    Attributes
+    ----------
+    name : str
+    mode : {"exclusive", "inclusive"}
+    tiers : tuple of Tier
+    size_bytes, birth, death, pinned_tier, initial_tier : ndarray of int64, shape (N,)
+    min_time_s : ndarray of float64, shape (E,)
+    read_epoch, read_item, read_bytes : ndarray of int64, shape (R,), sorted by (epoch, item)
+    write_epoch, write_item, write_bytes : ndarray of int64, shape (W,), same order
+    item_labels, epoch_labels : dict of str -> ndarray
+    metadata : dict
+    """
+
+    name: str
+    mode: str
+    tiers: tuple[Tier, ...]
+    size_bytes: np.ndarray
+    birth: np.ndarray
+    death: np.ndarray
+    pinned_tier: np.ndarray
+    initial_tier: np.ndarray
+    num_epochs: int
+    min_time_s: np.ndarray
+    read_epoch: np.ndarray
+    read_item: np.ndarray
+    read_bytes: np.ndarray
+    write_epoch: np.ndarray
+    write_item: np.ndarray
+    write_bytes: np.ndarray
+    item_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    epoch_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.size_bytes.shape[0])
+
+    @property
+    def num_tiers(self) -> int:
+        return len(self.tiers)
+
+    @property
+    def num_steps(self) -> int:
+        """Distinct ``step`` labels, or the number of epochs when there are none."""
+        step = self.epoch_labels.get("step")
+        if step is None:
+            return self.num_epochs
+        return int(np.unique(step).size)
+
+    def reads_per_epoch_bytes(self) -> np.ndarray:
+        """Total read bytes of every epoch, shape (E,)."""
+        return np.bincount(self.read_epoch, weights=self.read_bytes, minlength=self.num_epochs)
+
+    def equals(self, other: "Instance") -> bool:
+        """True when both instances carry exactly the same content."""
+        if not isinstance(other, Instance):
+            return False
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                    return False
+            elif isinstance(a, Mapping) and f.name != "metadata":
+                if set(a) != set(b) or any(not np.array_equal(a[k], b[k]) for k in a):
+                    return False
+            elif f.name == "metadata":
+                # as files carry it: a tuple and a list of the same values are the same
+                if _json_form(a) != _json_form(b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+
+def _json_form(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
+
+def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged lists and the like
+        raise ModelError(name, f"not an array ({exc})") from None
+    if arr.ndim != 1:
+        if arr.size == 0:
+            arr = arr.reshape(0)
+        else:
+            raise ModelError(name, f"must be a flat list, got shape {arr.shape}")
+    if arr.size == 0:
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise ModelError(name, f"must contain integers, got {arr.dtype}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ModelError(name, "must contain whole numbers")
+    out = arr.astype(np.int64, copy=False)     # no copy of an int64 array: large read lists
+    if length is not None and out.shape[0] != length:
+        raise ModelError(name, f"has {out.shape[0]} entries, expected {length}")
+    return out
+
+
+def _float_array(values: Any, name: str, length: int) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except Exception:
+        raise ModelError(name, "must contain numbers") from None
+    if arr.shape[0] != length:
+        raise ModelError(name, f"has {arr.shape[0]} entries, expected {length}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelError(name, "must be finite")
+    return arr
+
+
+def _positive_number(value: Any, name: str, allow_none: bool) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ModelError(name, "is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ModelError(name, f"must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ModelError(name, f"must be > 0, got {value}")
+    return v
+
+
+def make_tier(spec: Mapping[str, Any], index: int) -> Tier:
+    """Validate one tier mapping (as in the JSON file) and build a :class:`Tier`."""
+    p = f"tiers[{index}]"
+    if not isinstance(spec, Mapping):
+        raise ModelError(p, "must be an object")
+    known = {"name", "capacity_bytes", "bandwidth_Bps", "link_read_Bps", "link_write_Bps"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ModelError(f"{p}.{sorted(unknown)[0]}", "unknown key")
+    for key in ("name", "bandwidth_Bps"):
+        if key not in spec:
+            raise ModelError(f"{p}.{key}", "missing required key")
+    name = spec["name"]
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"{p}.name", "must be a non-empty string")
+    cap = spec.get("capacity_bytes")
+    if cap is not None:
+        if isinstance(cap, bool) or not isinstance(cap, (int, float, np.integer, np.floating)):
+            raise ModelError(f"{p}.capacity_bytes", "must be a number or null")
+        if cap < 0 or not math.isfinite(float(cap)) or float(cap) != round(float(cap)):
+            raise ModelError(f"{p}.capacity_bytes", f"must be a whole number >= 0, got {cap}")
+        cap = int(cap)
+    bw = _positive_number(spec.get("bandwidth_Bps"), f"{p}.bandwidth_Bps", allow_none=False)
+    lr = _positive_number(spec.get("link_read_Bps"), f"{p}.link_read_Bps", allow_none=True)
+    lw = _positive_number(spec.get("link_write_Bps"), f"{p}.link_write_Bps", allow_none=True)
+    if index == 0 and (lr is not None or lw is not None):
+        which = "link_read_Bps" if lr is not None else "link_write_Bps"
+        raise ModelError(f"{p}.{which}", "tier 0 is the accelerator's memory and has no link")
+    return Tier(name=name, capacity_bytes=cap, bandwidth_Bps=bw, link_read_Bps=lr, link_write_Bps=lw)
+
+
+def _access_arrays(name: str, epoch, item, nbytes, n_items: int, n_epochs: int,
+                   birth: np.ndarray, death: np.ndarray, size: np.ndarray):
+    e = _int_array(epoch, f"{name}.epoch")
+    i = _int_array(item, f"{name}.item", e.shape[0])
+    b = _int_array(nbytes, f"{name}.bytes", e.shape[0])
+    if e.size:
+        bad = np.flatnonzero((e < 0) | (e >= n_epochs))
+        if bad.size:
+            raise ModelError(f"{name}.epoch", f"entry {bad[0]}: epoch {e[bad[0]]} outside 0..{n_epochs - 1}")
+        bad = np.flatnonzero((i < 0) | (i >= n_items))
+        if bad.size:
+            raise ModelError(f"{name}.item", f"entry {bad[0]}: item {i[bad[0]]} outside 0..{n_items - 1}")
+        bad = np.flatnonzero(b <= 0)
+        if bad.size:
+            raise ModelError(f"{name}.bytes", f"entry {bad[0]}: {b[bad[0]]} bytes, must be > 0")
+        bad = np.flatnonzero(b > size[i])
+        if bad.size:
+            k = bad[0]
+            raise ModelError(f"{name}.bytes", f"entry {k}: {b[k]} bytes of item {i[k]} exceed its size {size[i[k]]}")
+        bad = np.flatnonzero((e < birth[i]) | (e >= death[i]))
+        if bad.size:
+            k = bad[0]
+            raise ModelError(f"{name}.epoch", f"entry {k}: item {i[k]} is accessed at epoch {e[k]} "
+                             f"outside its life [{birth[i[k]]}, {death[i[k]]})")
+    if e.size > 1 and not np.all((e[1:] > e[:-1]) | ((e[1:] == e[:-1]) & (i[1:] > i[:-1]))):
+        order = np.lexsort((i, e))         # sorted input (every generator's) is kept as is
+        e, i, b = e[order], i[order], b[order]
+        del order
+    if e.size > 1:
+        dup = np.flatnonzero((e[1:] == e[:-1]) & (i[1:] == i[:-1]))
+        if dup.size:
+            k = dup[0]
+            raise ModelError(f"{name}.item", f"duplicate entry for epoch {e[k]}, item {i[k]}")
+    return _ro(e), _ro(i), _ro(b)
+
+
+def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, death=None,
+                  pinned_tier=None, initial_tier=None, min_time_s=None,
+                  reads=((), (), ()), writes=((), (), ()), mode: str = "exclusive",
+                  item_labels: Mapping[str, Any] | None = None,
+                  epoch_labels: Mapping[str, Any] | None = None,
+                  metadata: Mapping[str, Any] | None = None) -> Instance:
+    """Validate arrays and build an :class:`Instance`.
+
+    Parameters
+    ----------
+    name : str
+    tiers : sequence of Tier or of mappings as in the JSON file
+    size_bytes : array-like of int, shape (N,)
+    num_epochs : int
+        E, the number of epochs.
+    birth, death, pinned_tier, initial_tier : array-like of int, shape (N,), optional
+        Defaults 0, E, -1, -1.
+    min_time_s : array-like of float, shape (E,), optional
+        Compute floor c_e (default 0).
+    reads, writes : triple of array-likes (epoch, item, bytes)
+        int64 numpy arrays are not copied (a large read list is held once): the instance
+        keeps read-only views of them, so do not modify them afterwards.
+    mode : {"exclusive", "inclusive"}
+
+    Returns
+    -------
+    Instance
+
+    Raises
+    ------
+    ModelError
+        Naming the field and the reason, for every rule of MODEL.md the data breaks.
+
+    Examples
+    --------
+    >>> inst = make_instance(name="one", tiers=[{"name": "hbm", "capacity_bytes": 1,
+    ...     "bandwidth_Bps": 2.0}, {"name": "dram", "capacity_bytes": None,
+    ...     "bandwidth_Bps": 1.0}], size_bytes=[1], num_epochs=1, reads=([0], [0], [1]))
+    >>> inst.num_items, inst.num_epochs
+    (1, 1)
+    """
+    if not isinstance(name, str):
+        raise ModelError("name", "must be a string")
+    if mode not in MODES:
+        raise ModelError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    # Tier objects are validated like dicts (and their numbers normalised to float)
+    tiers = tuple(make_tier(dataclasses.asdict(t) if isinstance(t, Tier) else t, k)
+                  for k, t in enumerate(tiers))
+    if len(tiers) < 1:
+        raise ModelError("tiers", "at least one tier is required")
+    names = [t.name for t in tiers]
+    if len(set(names)) != len(names):
+        raise ModelError("tiers", f"tier names must be distinct, got {names}")
+    if mode == "inclusive" and len(tiers) != 2:
+        raise ModelError("mode", f"inclusive mode needs exactly 2 tiers, got {len(tiers)}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1:
+        raise ModelError("epochs.count", f"must be a whole number >= 1, got {num_epochs!r}")
+    E = int(num_epochs)
+    size = _int_array(size_bytes, "items.size_bytes")
+    N = size.shape[0]
+    if N and np.any(size <= 0):
+        k = int(np.flatnonzero(size <= 0)[0])
+        raise ModelError("items.size_bytes", f"item {k}: size {size[k]} must be > 0")
+    birth = np.zeros(N, np.int64) if birth is None else _int_array(birth, "items.birth", N)
+    death = np.full(N, E, np.int64) if death is None else _int_array(death, "items.death", N)
+    pinned = np.full(N, -1, np.int64) if pinned_tier is None else _int_array(pinned_tier, "items.pinned_tier", N)
+    initial = np.full(N, -1, np.int64) if initial_tier is None else _int_array(initial_tier, "items.initial_tier", N)
+    if N:
+        for arr, fname, lo, hi in ((birth, "items.birth", 0, E - 1), (death, "items.death", 1, E)):
+            bad = np.flatnonzero((arr < lo) | (arr > hi))
+            if bad.size:
+                k = bad[0]
+                raise ModelError(fname, f"item {k}: {arr[k]} outside {lo}..{hi}")
+        bad = np.flatnonzero(death <= birth)
+        if bad.size:
+            k = bad[0]
+            raise ModelError("items.death", f"item {k}: death {death[k]} must be after birth {birth[k]}")
+        K = len(tiers)
+        for arr, fname in ((pinned, "items.pinned_tier"), (initial, "items.initial_tier")):
+            bad = np.flatnonzero((arr < -1) | (arr >= K))
+            if bad.size:
+                k = bad[0]
+                raise ModelError(fname, f"item {k}: tier {arr[k]} does not exist (tiers 0..{K - 1}, or -1)")
+        bad = np.flatnonzero((pinned >= 0) & (initial >= 0) & (pinned != initial))
+        if bad.size:
+            k = bad[0]
+            raise ModelError("items.initial_tier", f"item {k}: initial tier {initial[k]} contradicts pin to tier {pinned[k]}")
+    if min_time_s is None:
+        c = np.zeros(E)
+    else:
+        c = _float_array(min_time_s, "epochs.min_time_s", E)
+        if np.any(c < 0):
+            raise ModelError("epochs.min_time_s", f"epoch {int(np.flatnonzero(c < 0)[0])}: must be >= 0")
+    r = _access_arrays("reads", *reads, N, E, birth, death, size)
+    w = _access_arrays("writes", *writes, N, E, birth, death, size)
+    ilab = {}
+    for key, vals in (item_labels or {}).items():
+        if key not in ITEM_LABELS:
+            raise ModelError(f"items.{key}", "unknown item label")
+        arr = np.asarray(vals)
+        if arr.shape != (N,):
+            raise ModelError(f"items.{key}", f"has {arr.size} entries, expected {N}")
+        if key == "kind":
+            arr = arr.astype(str)
+        else:
+            arr = _int_array(arr, f"items.{key}", N)
+        ilab[key] = _ro(arr)
+    elab = {}
+    for key, vals in (epoch_labels or {}).items():
+        if key not in EPOCH_LABELS:
+            raise ModelError(f"epochs.{key}", "unknown epoch label")
+        elab[key] = _ro(_int_array(vals, f"epochs.{key}", E))
+    return Instance(name=name, mode=mode, tiers=tiers, size_bytes=_ro(size), birth=_ro(birth),
+                    death=_ro(death), pinned_tier=_ro(pinned), initial_tier=_ro(initial),
+                    num_epochs=E, min_time_s=_ro(c), read_epoch=r[0], read_item=r[1],
+                    read_bytes=r[2], write_epoch=w[0], write_item=w[1], write_bytes=w[2],
+                    item_labels=ilab, epoch_labels=elab, metadata=dict(metadata or {}))
+
+
+def tiny_instance() -> Instance:
+    """The worked example of MODEL.md section 6 (optimal T = 2.0 s).
+
+    Examples
+    --------
+    >>> tiny_instance().num_items
+    3
+    """
+    return make_instance(
+        name="tiny",
+        tiers=[{"name": "hbm", "capacity_bytes": 2, "bandwidth_Bps": 4.0},
+               {"name": "dram", "capacity_bytes": None, "bandwidth_Bps": 1.0,
+                "link_read_Bps": 1.0, "link_write_Bps": 1.0}],
+        size_bytes=[1, 1, 1], birth=[0, 0, 1], death=[3, 3, 3], num_epochs=3,
+        reads=([0, 0, 1, 2, 2], [0, 1, 2, 0, 2], [1, 1, 1, 1, 1]),
+        writes=([1], [2], [1]))

@@ -1,0 +1,188 @@
+"""Synthetic instances: one layer's paged KV cache read by a drifting top-k rule.
+
+The drift model: every block has a persistent importance ``mu_i`` (heavy hitters stay
+heavy) plus an AR(1) latent ``z_i(t) = phi z_i(t-1) + sqrt(1 - phi^2) eps``; each decode
+step reads the attention-sink blocks, the most recent blocks, and the top blocks by
+``mu + z`` until a ``1 - sparsity`` fraction of the alive blocks is read (the paper's
+top-(100 - s)% rule, PAPER.md).  Decode appends one token per step to the tail block
+(a write), and a new block is born whenever the tail block is full.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from hetkv_opt.model.instance import Instance, make_instance
+from hetkv_opt.presets import hardware_table
+
+# Hardware presets, read from the data files in hetkv_opt/presets/hardware/ (name ->
+# {"source", "tiers"}); "gh200-paper" is GH200 as modelled by the paper (PAPER.md, "Its
+# hardware constants").  Generators set tier 0's capacity themselves.
+HARDWARE = hardware_table()
+
+# Llama-3.1-8B: 8 KV heads x 128 head dim, bf16 (2 bytes), K and V.
+LLAMA31_8B_KV_HEADS = 8
+LLAMA31_8B_HEAD_DIM = 128
+BF16_BYTES = 2
+
+
+def kv_bytes_per_token_layer(kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
+    """Bytes of K and V for one token in one layer (GQA-correct).
+
+    >>> kv_bytes_per_token_layer(LLAMA31_8B_KV_HEADS, LLAMA31_8B_HEAD_DIM, BF16_BYTES)
+    4096
+    """
+    return 2 * kv_heads * head_dim * dtype_bytes
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Parameters of the drift generator.
+
+    Parameters
+    ----------
+    blocks : int
+        Blocks alive at the end (prompt blocks + blocks born during decode).
+    steps : int
+        Decode steps = epochs (one layer).
+    block_tokens : int
+        Tokens per KV block (page).
+    kv_bytes_per_token : int
+        Bytes per token of this layer's K and V (default: Llama-3.1-8B, bf16, 4096).
+    sparsity : float
+        Fraction of alive blocks *not* read per step (paper: 0.4-0.9).
+    hbm_fraction : float
+        HBM capacity as a fraction of the final cache size.
+    phi : float
+        AR(1) coefficient of the latent importance (1 = frozen, 0 = fresh every step).
+    persistence : float
+        Standard deviation of the persistent per-block importance.
+    sinks, recent : int
+        Blocks always read at the start (attention sinks) and at the end (recent window).
+    token_fraction : float
+        Share of a read block's tokens that a step reads (``max(1, round(f x tokens))``
+        tokens); 1 reads whole blocks.  Real traces read ~40 % of the bytes of the pages
+        they touch (token-level top-k): ``hetkv calibrate`` fits it.
+    hardware : str
+        A key of :data:`HARDWARE`.
+    mode : {"exclusive", "inclusive"}
+        Inclusive: the off-package tier keeps a copy of every block; HBM holds extra copies.
+    seed : int
+    """
+
+    blocks: int = 64
+    steps: int = 32
+    block_tokens: int = 16
+    kv_bytes_per_token: int = kv_bytes_per_token_layer(LLAMA31_8B_KV_HEADS, LLAMA31_8B_HEAD_DIM,
+                                                       BF16_BYTES)
+    sparsity: float = 0.6
+    hbm_fraction: float = 0.3
+    phi: float = 0.9
+    persistence: float = 1.0
+    sinks: int = 1
+    recent: int = 1
+    hardware: str = "gh200-paper"
+    mode: str = "exclusive"
+    seed: int = 0
+    token_fraction: float = 1.0
+
+    def validate(self) -> None:
+        def need(cond, field, why):
+            if not cond:
+                raise ValueError(f"generate: option '{field}': {why}")
+        need(self.steps >= 1, "steps", "must be >= 1")
+        need(self.block_tokens >= 1, "block_tokens", "must be >= 1")
+        need(self.kv_bytes_per_token >= 1, "kv_bytes_per_token", "must be >= 1")
+        born = math.ceil(self.steps / self.block_tokens)
+        need(self.blocks > born, "blocks", f"must exceed the {born} blocks born during "
+             f"{self.steps} steps of {self.block_tokens}-token blocks")
+        need(0.0 <= self.sparsity < 1.0, "sparsity", "must be in [0, 1)")
+        need(0.0 <= self.hbm_fraction <= 1.0, "hbm_fraction", "must be in [0, 1]")
+        need(0.0 <= self.phi <= 1.0, "phi", "must be in [0, 1]")
+        need(self.persistence >= 0, "persistence", "must be >= 0")
+        need(0.0 < self.token_fraction <= 1.0, "token_fraction", "must be in (0, 1]")
+        need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
+        need(self.mode in ("exclusive", "inclusive"), "mode", "must be exclusive or inclusive")
+        need(self.hardware in HARDWARE, "hardware",
+             f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)})")
+
+
+def _params_meta(p: DriftParams) -> dict:
+    """The parameters as recorded in the instance (``token_fraction`` only when it is not 1,
+    so that instances made before the knob existed keep their bytes)."""
+    d = asdict(p)
+    if d["token_fraction"] == 1.0:
+        del d["token_fraction"]
+    return d
+
+
+def drift_instance(params: DriftParams | None = None, name: str | None = None, **kw) -> Instance:
+    """Generate a drift instance (deterministic by ``seed``: same seed, same instance).
+
+    Examples
+    --------
+    >>> inst = drift_instance(blocks=8, steps=4, seed=1)
+    >>> inst.num_items, inst.num_epochs, inst.tiers[0].name
+    (8, 4, 'hbm')
+    """
+    p = params or DriftParams(**kw)
+    p.validate()
+    rng = np.random.default_rng(p.seed)
+    N, E, B = p.blocks, p.steps, p.block_tokens
+    block_bytes = B * p.kv_bytes_per_token
+    born_during = math.ceil(E / B)
+    prompt_blocks = N - born_during
+    # the decode token of step t goes to block prompt_blocks + t // B, born at t % B == 0
+    birth = np.zeros(N, np.int64)
+    birth[prompt_blocks:] = np.arange(born_during) * B
+    size = np.full(N, block_bytes, np.int64)
+
+    mu = rng.normal(0.0, p.persistence, N)
+    z = rng.normal(0.0, 1.0, N)
+    noise = math.sqrt(max(0.0, 1.0 - p.phi ** 2))
+    # the read list is filled in place: one copy of it, whatever the size
+    alive_t = prompt_blocks + np.arange(E) // B + 1
+    n_read_t = np.maximum(1, np.round((1.0 - p.sparsity) * alive_t).astype(np.int64))
+    ptr = np.zeros(E + 1, np.int64)
+    np.cumsum(n_read_t, out=ptr[1:])
+    r_e = np.repeat(np.arange(E, dtype=np.int64), n_read_t)
+    r_i = np.empty(ptr[-1], np.int64)
+    r_b = np.empty(ptr[-1], np.int64)
+    for t in range(E):
+        if t:
+            z = p.phi * z + noise * rng.normal(0.0, 1.0, N)
+        tail = prompt_blocks + t // B
+        alive = tail + 1
+        n_read = int(n_read_t[t])
+        forced = np.zeros(alive, bool)
+        forced[:min(p.sinks, alive)] = True
+        forced[max(0, alive - p.recent):] = True
+        picked = np.flatnonzero(forced)[:n_read]
+        if picked.size < n_read:       # then the most important of the others
+            order = np.argsort(-(mu[:alive] + z[:alive]), kind="stable")
+            order = order[~forced[order]][:n_read - picked.size]
+            picked = np.concatenate([picked, order])
+        chosen = np.sort(picked)
+        r_i[ptr[t]:ptr[t + 1]] = chosen
+        # tokens in each block after this step's append: full, except the tail block
+        tokens = np.where(chosen == tail, (t % B) + 1, B)
+        if p.token_fraction < 1.0:
+            tokens = np.maximum(1, np.round(p.token_fraction * tokens).astype(np.int64))
+        r_b[ptr[t]:ptr[t + 1]] = tokens * p.kv_bytes_per_token
+    w_e = np.arange(E, dtype=np.int64)
+    w_i = prompt_blocks + w_e // B
+    w_b = np.full(E, p.kv_bytes_per_token, np.int64)
+    hw = HARDWARE[p.hardware]
+    tiers = [dict(t) for t in hw["tiers"]]
+    tiers[0]["capacity_bytes"] = int(math.floor(p.hbm_fraction * N * block_bytes))
+    return make_instance(
+        name=name or f"drift-{N}x{E}-s{p.seed}", mode=p.mode, tiers=tiers, size_bytes=size, num_epochs=E,
+        birth=birth, reads=(r_e, r_i, r_b), writes=(w_e, w_i, w_b),
+        item_labels={"kind": np.full(N, "kv"), "layer": np.zeros(N, np.int64),
+                     "block": np.arange(N)},
+        epoch_labels={"step": np.arange(E), "layer": np.zeros(E, np.int64)},
+        metadata={"generator": "hetkv_opt.workloads.drift.drift_instance", "params": _params_meta(p),
+                  "hardware_source": hw["source"]})
