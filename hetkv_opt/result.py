@@ -33,6 +33,9 @@ class Status(str, Enum):
 
     A ``Status`` is a ``str`` (``Status.OPTIMAL == "optimal"``), so it compares, prints and
     serialises as its word.
+
+    >>> Status("optimal") == "optimal", Status.FEASIBLE, f"{Status.ERROR}"
+    (True, 'feasible', 'error')
     """
 
     OPTIMAL = "optimal"                      # proven within the requested relative gap
@@ -44,6 +47,9 @@ class Status(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __repr__(self) -> str:          # prints as the word it is: 'optimal'
+        return repr(self.value)
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)

@@ -31,7 +31,14 @@ import time
 
 import numpy as np
 
+from hetkv_opt.methods.exact import solve_milp
+from hetkv_opt.methods.flow import flow_schedule
+from hetkv_opt.methods.starts import best_schedule
+from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.model.feasibility import capacity_precheck
+from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.result import finish
 from hetkv_opt.model.instance import Instance, make_instance
 from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
 
@@ -120,11 +127,6 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     progress : callable(dict), optional
         Called after each window with ``window``, ``epochs_done``, ``elapsed_s``.
     """
-    from hetkv_opt.model.terms import aggregate_bound_s
-    from hetkv_opt.result import finish
-    from hetkv_opt.model.feasibility import capacity_precheck
-    from hetkv_opt.methods.exact import solve_milp
-    from hetkv_opt.milp.config import SolverConfig
     config = config or SolverConfig()
     window, overlap = int(window), int(overlap)
     if window < 1 or not 0 <= overlap < window:
@@ -145,7 +147,6 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     if warm_start is not None and evaluate(inst, warm_start).feasible:
         guide = residency_matrix(inst, warm_start).astype(np.int64)
     elif use_flow and inst.mode == "exclusive" and K == 2:
-        from hetkv_opt.methods.flow import flow_schedule
         budget = None if time_limit_s is None else 0.15 * time_limit_s
         fs = flow_schedule(inst, time_limit_s=budget, iterations=6)
         if fs is not None:
@@ -180,13 +181,11 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
             full = _continuation(inst, rho, a, g)
             cands.append(schedule_from_residency(sub, full[items, a:b]))
         if use_flow and inst.mode == "exclusive" and K == 2:
-            from hetkv_opt.methods.flow import flow_schedule
             fs = flow_schedule(sub, iterations=3, time_limit_s=None if rem is None
                                else 0.1 * rem / (len(starts) - w))
             if fs is not None:
                 cands.append(fs)
-        scored = [(ev.total_time_s, s) for s in cands for ev in [evaluate(sub, s)] if ev.feasible]
-        ws = min(scored, key=lambda t: t[0])[1] if scored else None
+        ws, _ = best_schedule(sub, cands)
         n_left = len(starts) - w
         tl = None if rem is None else max(rem / n_left, 0.05)
         res = solve_milp(sub, time_limit_s=tl, config=config, warm_start=ws,

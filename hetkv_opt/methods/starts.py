@@ -60,10 +60,8 @@ def best_schedule(instance: Instance, candidates: Iterable[Schedule | None]
 
     >>> from hetkv_opt.model.instance import tiny_instance
     >>> inst = tiny_instance()
-    >>> s, T = best_schedule(inst, [None, trivial_schedule(inst), static_schedule(inst, 0)])
-    >>> T == min(evaluate(inst, trivial_schedule(inst)).total_time_s,
-    ...          evaluate(inst, static_schedule(inst, 0)).total_time_s
-    ...          if evaluate(inst, static_schedule(inst, 0)).feasible else float("inf"))
+    >>> s, T = best_schedule(inst, [None, trivial_schedule(inst)])
+    >>> T == evaluate(inst, trivial_schedule(inst)).total_time_s
     True
     """
     best = best_T = None

@@ -15,11 +15,12 @@ sa-guided), :mod:`~hetkv_opt.policies.classic` (lru, lfu, belady),
 """
 
 from hetkv_opt.policies.base import (Accesses, Decision, FutureView, Policy, PolicyError,
-                                     PolicyInfo, ScoredPolicy, View, fill_by_score,
-                                     get_policy, list_policies, policy_name,
-                                     register_policy, unregister_policy)
+                                     ScoredPolicy, View, fill_by_score, policy_name)
+from hetkv_opt.policies.registry import (PolicyInfo, get_policy, list_policies, register_policy,
+                                         unregister_policy)
 from hetkv_opt.policies import attention, classic, paper  # noqa: F401  (register the families)
-from hetkv_opt.policies.simulate import run_policy, simulate
+from hetkv_opt.policies.run import run_policy
+from hetkv_opt.policies.simulate import simulate
 
 __all__ = ["Accesses", "Decision", "FutureView", "Policy", "PolicyError", "PolicyInfo",
            "ScoredPolicy", "View", "fill_by_score", "get_policy", "list_policies",

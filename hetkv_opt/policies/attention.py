@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hetkv_opt.policies.base import ScoredPolicy, View, register_policy
+from hetkv_opt.policies.base import ScoredPolicy, View
+from hetkv_opt.policies.registry import register_policy
 
 
 def ema_read_bytes(view: View, decay: float) -> np.ndarray:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hetkv_opt.policies.base import ScoredPolicy, View, register_policy
+from hetkv_opt.policies.base import ScoredPolicy, View
+from hetkv_opt.policies.registry import register_policy
 
 
 def just_accessed(view: View) -> np.ndarray:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hetkv_opt.policies.base import (Decision, Policy, ScoredPolicy, View, register_policy)
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.policies.base import Decision, Policy, ScoredPolicy, View
+from hetkv_opt.policies.registry import register_policy
+from hetkv_opt.policies.run import run_policy
 
 
 def place_in_order(view: View, items: np.ndarray, room: np.ndarray) -> np.ndarray:
@@ -174,7 +177,6 @@ class SAGuided(ScoredPolicy):
 
     def _anneal(self, view: View) -> tuple[int, float]:
         """Simulated annealing over (window, fraction), scored by the evaluator."""
-        from hetkv_opt.policies.simulate import simulate
         inst = view.future.instance
         rng = np.random.default_rng(self.seed)
         cache: dict[tuple[int, float], float] = {}
@@ -182,9 +184,10 @@ class SAGuided(ScoredPolicy):
         def cost(w: int, f: float) -> float:
             key = (w, round(f, 2))
             if key not in cache:
-                res = simulate(inst, SAGuided(fill=self.fill, window=w, fraction=key[1],
-                                              tune=False))
-                cache[key] = res.total_time_s if res.total_time_s is not None else math.inf
+                run = run_policy(inst, SAGuided(fill=self.fill, window=w, fraction=key[1],
+                                                tune=False))
+                ev = evaluate(inst, run.schedule())      # the evaluator's T, as simulate's
+                cache[key] = ev.total_time_s if ev.feasible else math.inf
             return cache[key]
 
         w_max = max(1, min(self.max_window, inst.num_epochs))

@@ -1,0 +1,344 @@
+"""The policy engine: run an online policy epoch by epoch under the rules of MODEL.md.
+
+Before every epoch e the simulator hands the policy a :class:`~hetkv_opt.policies.base.View`
+and checks its :class:`~hetkv_opt.policies.base.Decision`:
+
+- newborns get a tier that exists, their pin, and their initial tier;
+- pinned items stay put; every tier is one that exists (inclusive mode: 0 or 1);
+- capacity during e: items resident at e plus items being copied in during e (a move at
+  e + 1 is a copy made during e, MODEL.md section 2) fit every bounded tier.
+
+A broken rule raises :class:`~hetkv_opt.policies.base.PolicyError` naming the policy, the
+epoch and the rule ("policy lru, epoch 17: tier hbm would hold 25.3 GB > 24 GB (...)");
+nothing is ever silently repaired.  The simulator keeps its own accounting of traffic and
+time; :func:`hetkv_opt.policies.simulate.simulate` re-scores the schedule with the
+independent evaluator.
+
+Cost: one Python iteration per epoch with numpy inside; the View's running statistics
+(last read, read counts, next read for oracles) are updated in O(reads) per run.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from hetkv_opt.model.evaluate import format_bytes
+from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.schedule import Schedule
+from hetkv_opt.policies.base import Accesses, Policy, PolicyError, View, policy_name
+
+
+class _Run:
+    """The state of one simulation (what a View reads) and its accounting."""
+
+    def __init__(self, instance: Instance, policy: Policy):
+        inst = self.instance = instance
+        self.policy = policy
+        self.policy_name = policy_name(policy)
+        self.uses_future = bool(getattr(policy, "uses_future", False))
+        N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
+        self.N, self.E, self.K = N, E, K
+        self.incl = inst.mode == "inclusive"
+        self.size = inst.size_bytes.astype(float)
+        self.cap = np.array([np.inf if t.capacity_bytes is None else float(t.capacity_bytes)
+                             for t in inst.tiers])
+        self.bandwidth = np.array([t.bandwidth_Bps for t in inst.tiers], float)
+        self.read_rate = np.array([t.read_rate_Bps() for t in inst.tiers], float)
+        self.forced = np.where(inst.pinned_tier >= 0, inst.pinned_tier, inst.initial_tier)
+        steps = np.arange(E + 1)
+        self.rptr = np.searchsorted(inst.read_epoch, steps)
+        self.wptr = np.searchsorted(inst.write_epoch, steps)
+        self.by_birth = np.argsort(inst.birth, kind="stable")
+        self.bptr = np.searchsorted(inst.birth[self.by_birth], steps)
+        # bytes that items born at t with a pinned/initial tier need there, shape (K, E + 1)
+        m = self.forced >= 0
+        self.reserve = np.zeros((K, E + 1))
+        np.add.at(self.reserve, (self.forced[m], inst.birth[m]), self.size[m])
+        if self.incl:
+            self.reserve[1] = 0.0
+        self._ahead_cache: dict[int, np.ndarray] = {}
+        # the running state a View exposes
+        self.cur = np.full(N, -1, np.int64)
+        self.last_read = np.full(N, -1, np.int64)
+        self.last_write = np.full(N, -1, np.int64)
+        self.read_count = np.zeros(N, np.int64)
+        self.read_bytes_total = np.zeros(N, np.int64)
+        self.tier_since = np.full(N, -1, np.int64)
+        self.memo: dict = {}
+        self.report: dict = {}
+        self._next_read = None
+        # accounting, shape (K, E)
+        self.reads = np.zeros((K, E))
+        self.writes = np.zeros((K, E))
+        self.copy_in = np.zeros((K, E))
+        self.copy_out = np.zeros((K, E))
+        self.occupancy = np.zeros((K, E))
+        self.copyable = np.zeros(E)          # inclusive: reads of items with a tier-0 copy
+        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.num_moves = 0
+
+    # --- what a View asks for -----------------------------------------------------------
+
+    def accesses(self, kind: str, start: int, stop: int) -> Accesses:
+        inst = self.instance
+        start, stop = max(int(start), 0), min(int(stop), self.E)
+        if kind == "read":
+            lo, hi = (self.rptr[start], self.rptr[stop]) if stop > start else (0, 0)
+            return Accesses(inst.read_epoch[lo:hi], inst.read_item[lo:hi], inst.read_bytes[lo:hi])
+        lo, hi = (self.wptr[start], self.wptr[stop]) if stop > start else (0, 0)
+        return Accesses(inst.write_epoch[lo:hi], inst.write_item[lo:hi], inst.write_bytes[lo:hi])
+
+    def committed_bytes(self) -> np.ndarray:
+        """Bytes already placed at the current epoch, per tier."""
+        on = self.cur >= 0
+        used = np.bincount(self.cur[on], weights=self.size[on], minlength=self.K)
+        return used
+
+    def free_bytes_at(self, e: int) -> np.ndarray:
+        used = self.committed_bytes()
+        if self.incl:
+            inst = self.instance
+            alive = (inst.birth <= e) & (inst.death > e)
+            used[1] = self.size[alive].sum()
+        return self.cap - used
+
+    def reserve_ahead(self, e: int) -> np.ndarray:
+        """max over t > e of the bytes forced items born after e need at t, per tier."""
+        if e in self._ahead_cache:
+            return self._ahead_cache[e]
+        inst, K, E = self.instance, self.K, self.E
+        out = np.zeros(K)
+        if e + 1 < E:
+            later = np.flatnonzero((self.forced >= 0) & (inst.birth > e))
+            pinned = later[inst.pinned_tier[later] >= 0]
+            initial = later[inst.pinned_tier[later] < 0]
+            need = np.zeros((K, E + 1))
+            np.add.at(need, (inst.pinned_tier[pinned], inst.birth[pinned]), self.size[pinned])
+            np.add.at(need, (inst.pinned_tier[pinned], inst.death[pinned]), -self.size[pinned])
+            need = np.cumsum(need, axis=1)
+            np.add.at(need, (inst.initial_tier[initial], inst.birth[initial]), self.size[initial])
+            out = need[:, e + 1:E].max(axis=1)
+            if self.incl:
+                out[1] = 0.0
+        out.setflags(write=False)
+        self._ahead_cache = {e: out}
+        return out
+
+    def next_read_epoch(self, t: int) -> np.ndarray:
+        """First epoch >= t with a read of each item (E if none), advanced incrementally."""
+        inst, E = self.instance, self.E
+        st = self._next_read
+        if st is None or t < st["t"]:
+            # per read: epoch of the same item's next read (E if none)
+            order = np.lexsort((inst.read_epoch, inst.read_item))
+            nxt = np.full(inst.read_item.size, E, np.int64)
+            same = inst.read_item[order[1:]] == inst.read_item[order[:-1]]
+            nxt[order[:-1][same]] = inst.read_epoch[order[1:][same]]
+            nu = np.full(self.N, E, np.int64)
+            first = np.ones(order.size, bool)
+            first[1:] = ~same
+            nu[inst.read_item[order[first]]] = inst.read_epoch[order[first]]
+            st = self._next_read = {"t": 0, "nxt": nxt, "nu": nu}
+        lo, hi = self.rptr[st["t"]], self.rptr[min(t, E)]
+        if hi > lo:
+            # the last read of each item before t tells its next read at or after t
+            items, back = np.unique(inst.read_item[lo:hi][::-1], return_index=True)
+            st["nu"][items] = st["nxt"][hi - 1 - back]
+        st["t"] = max(st["t"], t)
+        out = st["nu"].copy()
+        out.setflags(write=False)
+        return out
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def fail(self, e: int, reason: str):
+        raise PolicyError(self.policy_name, e, reason)
+
+    def _tiers(self, arr, what: str, e: int, shape) -> np.ndarray:
+        a = np.asarray(arr)
+        if a.shape != shape:
+            self.fail(e, f"{what} has shape {a.shape}, expected {shape}")
+        if a.size and a.dtype.kind not in "iu":
+            self.fail(e, f"{what} must hold integer tiers, got dtype {a.dtype}")
+        return a.astype(np.int64, copy=False)
+
+    def _check_range(self, e: int, items: np.ndarray, tiers: np.ndarray, when: str) -> None:
+        bad = np.flatnonzero((tiers < 0) | (tiers >= self.K))
+        if bad.size:
+            j = bad[0]
+            self.fail(e, f"item {items[j]} is put in tier {tiers[j]} {when}, which does not "
+                         f"exist (tiers 0..{self.K - 1})")
+
+    def _tier_name(self, k: int) -> str:
+        return self.instance.tiers[int(k)].name
+
+    def step(self, e: int) -> None:
+        inst, K, N = self.instance, self.K, self.N
+        born = self.by_birth[self.bptr[e]:self.bptr[e + 1]]   # ascending (stable sort)
+        alive_next = (inst.birth <= e) & (inst.death > e + 1)
+        view = View(self, e, born, alive_next)
+        dec = self.policy.decide(view)
+        if not isinstance(dec, tuple) or len(dec) != 2:
+            self.fail(e, f"decide() must return a Decision(next_tier, born_tier), got {type(dec).__name__}")
+        next_tier, born_tier = dec
+        born_tier = self._tiers(born_tier, "born_tier", e, born.shape).copy()
+        next_tier = self._tiers(next_tier, "next_tier", e, (N,)).copy()   # no aliasing of state
+
+        # newborns: tiers exist, pins and initial tiers hold
+        self._check_range(e, born, born_tier, f"at its birth (epoch {e})")
+        want = self.forced[born]
+        bad = np.flatnonzero((want >= 0) & (born_tier != want))
+        if bad.size:
+            i = born[bad[0]]
+            rule = "is pinned to" if inst.pinned_tier[i] >= 0 else "has initial tier"
+            self.fail(e, f"item {i} {rule} {self._tier_name(want[bad[0]])} but is placed in "
+                         f"tier {self._tier_name(born_tier[bad[0]])} at birth")
+        self.cur[born] = born_tier
+        self.tier_since[born] = e
+        stays = born[next_tier[born] < 0]          # -1 for a newborn: it stays where it is born
+        next_tier[stays] = self.cur[stays]
+
+        # residency at e + 1: tiers exist, pins hold
+        nxt_items = np.flatnonzero(alive_next)
+        nxt = next_tier[nxt_items]
+        self._check_range(e, nxt_items, nxt, f"for epoch {e + 1}")
+        pin = inst.pinned_tier[nxt_items]
+        bad = np.flatnonzero((pin >= 0) & (nxt != pin))
+        if bad.size:
+            j = bad[0]
+            self.fail(e, f"item {nxt_items[j]} is pinned to tier {self._tier_name(pin[j])} but "
+                         f"the decision moves it to tier {self._tier_name(nxt[j])} at epoch {e + 1}")
+        src = self.cur[nxt_items]
+        moved = nxt != src
+        mv_items, mv_src, mv_dst = nxt_items[moved], src[moved], nxt[moved]
+        msize = self.size[mv_items]
+
+        # copies made during e, and capacity during e (residents + copies in)
+        if self.incl:
+            promo = mv_dst == 0
+            self.copy_in[0, e] = msize[promo].sum()
+            self.copy_out[1, e] = msize[promo].sum()
+        else:
+            self.copy_in[:, e] = np.bincount(mv_dst, weights=msize, minlength=K)
+            self.copy_out[:, e] = np.bincount(mv_src, weights=msize, minlength=K)
+        resident = self.committed_bytes()
+        if self.incl:
+            alive = (inst.birth <= e) & (inst.death > e)
+            resident[1] = self.size[alive].sum()
+        occ = resident + self.copy_in[:, e]
+        self.occupancy[:, e] = occ
+        over = np.flatnonzero(occ > self.cap)
+        if over.size:
+            k = over[0]
+            self.fail(e, f"tier {self._tier_name(k)} would hold {format_bytes(occ[k])} > "
+                         f"{format_bytes(self.cap[k])} ({format_bytes(resident[k])} resident + "
+                         f"{format_bytes(self.copy_in[k, e])} being copied in)")
+
+        # traffic of epoch e
+        lo, hi = self.rptr[e], self.rptr[e + 1]
+        r_items, r_bytes = inst.read_item[lo:hi], inst.read_bytes[lo:hi].astype(float)
+        lo_w, hi_w = self.wptr[e], self.wptr[e + 1]
+        w_items, w_bytes = inst.write_item[lo_w:hi_w], inst.write_bytes[lo_w:hi_w].astype(float)
+        r_tier, w_tier = self.cur[r_items], self.cur[w_items]
+        if self.incl:
+            has_copy = r_tier == 0
+            self.copyable[e] = r_bytes[has_copy].sum()
+            self.reads[1, e] = r_bytes.sum()      # total; split chosen in times()
+            self.writes[0, e] = w_bytes[w_tier == 0].sum()
+            self.writes[1, e] = w_bytes.sum()
+        else:
+            self.reads[:, e] = np.bincount(r_tier, weights=r_bytes, minlength=K)
+            self.writes[:, e] = np.bincount(w_tier, weights=w_bytes, minlength=K)
+
+        # record the schedule's entries, then advance to e + 1
+        if born.size:
+            self.entries.append((born, np.full(born.size, e, np.int64), born_tier.copy()))
+        if mv_items.size:
+            self.entries.append((mv_items, np.full(mv_items.size, e + 1, np.int64), mv_dst))
+            self.num_moves += int(mv_items.size)
+        new = np.full(N, -1, np.int64)
+        new[nxt_items] = nxt
+        self.cur[:] = new
+        self.tier_since[mv_items] = e + 1
+        self.last_read[r_items] = e
+        self.read_count[r_items] += 1
+        self.read_bytes_total[r_items] += inst.read_bytes[lo:hi]
+        self.last_write[w_items] = e
+
+    def run(self) -> None:
+        for e in range(self.E):
+            self.step(e)
+
+    # --- results ------------------------------------------------------------------------
+
+    def schedule(self) -> Schedule:
+        if self.entries:
+            item = np.concatenate([a for a, _, _ in self.entries])
+            epoch = np.concatenate([b for _, b, _ in self.entries])
+            tier = np.concatenate([c for _, _, c in self.entries])
+        else:
+            item = epoch = tier = np.zeros(0, np.int64)
+        order = np.lexsort((epoch, item))
+        return Schedule(self.instance.name, item[order], epoch[order], tier[order])
+
+    def epoch_times(self) -> np.ndarray:
+        """τ(e) from the simulator's own accounting (MODEL.md section 4).
+
+        Inclusive mode: the tier-0 share H of the reads of items with a tier-0 copy is
+        chosen to minimise τ(e); τ is convex in H, so its minimum over [0, copyable] is at
+        an end or where tier 0's growing device term meets a shrinking tier-1 term.
+        """
+        inst = self.instance
+        c = np.asarray(inst.min_time_s, float)
+        if not self.incl:
+            terms = [c]
+            for k, t in enumerate(inst.tiers):
+                terms.append((self.reads[k] + self.writes[k] + self.copy_in[k] + self.copy_out[k])
+                             / t.bandwidth_Bps)
+                if t.link_read_Bps is not None:
+                    terms.append((self.reads[k] + self.copy_out[k]) / t.link_read_Bps)
+                if t.link_write_Bps is not None:
+                    terms.append((self.writes[k] + self.copy_in[k]) / t.link_write_Bps)
+            return np.max(terms, axis=0)
+        t0, t1 = inst.tiers
+        total, cap_h = self.reads[1], self.copyable
+        load0 = self.writes[0] + self.copy_in[0] + self.copy_out[0]
+        # shrinking terms: (total - H + d) / beta
+        shrink = [(self.writes[1] + self.copy_in[1] + self.copy_out[1], t1.bandwidth_Bps)]
+        if t1.link_read_Bps is not None:
+            shrink.append((self.copy_out[1], t1.link_read_Bps))
+        fixed = [c]
+        if t1.link_write_Bps is not None:
+            fixed.append((self.writes[1] + self.copy_in[1]) / t1.link_write_Bps)
+        fixed = np.max(fixed, axis=0)
+
+        def tau_at(h):
+            vals = [fixed, (h + load0) / t0.bandwidth_Bps]
+            vals += [(total - h + d) / beta for d, beta in shrink]
+            return np.max(vals, axis=0)
+
+        cands = [np.zeros_like(total), cap_h]
+        for d, beta in shrink:
+            h = (t0.bandwidth_Bps * (total + d) - beta * load0) / (t0.bandwidth_Bps + beta)
+            cands.append(np.clip(h, 0.0, cap_h))
+        return np.min([tau_at(h) for h in cands], axis=0)
+
+
+def run_policy(instance: Instance, policy: Policy) -> _Run:
+    """Simulate ``policy`` on ``instance`` and return the raw run (schedule + accounting).
+
+    Most callers want :func:`simulate`, which also re-scores the schedule with the
+    evaluator and returns a :class:`~hetkv_opt.solve.SolveResult`.
+
+    Raises
+    ------
+    PolicyError
+        When a decision breaks a rule of the model.
+    """
+    run = _Run(instance, policy)
+    run.run()
+    return run
+
+
+__all__ = ["run_policy"]
