@@ -10,14 +10,14 @@ Run from the repository root::
 For each drift instance (``drift_instance(blocks=N, steps=E, seed=0)``: paper bandwidths,
 30 % of the cache fits in HBM) it solves the LP relaxation with HiGHS (the core toolkit's
 ``solve_lp``; skipped with ``--lp-value``/``--lp-time``), then runs
-:func:`hetkv_opt.bounds.lagrangian.core.lagrangian_bound` with each master, and prints: the bound as
+:func:`hetkv_opt.bounds.lagrangian.lagrangian_bound` with each master, and prints: the bound as
 a % of the LP value, the runtime, the runtime as a fraction of HiGHS's LP time, and when
 the bound first reached 99 % and 99.5 % of the LP value.  ``--budget-fraction F`` adds a
 run whose time limit is F x HiGHS's LP time (the issue's target is 99.5 % of the LP value
 in 1/20 of its time: F = 0.05), so the bound *returned* within that budget is reported,
 not read off a trace.  With several ``--seeds`` the medians are printed.  Every bound is
 re-checked with
-:func:`hetkv_opt.bounds.lagrangian.core.verify_bound`.  One JSON line per run is appended to
+:func:`hetkv_opt.bounds.lagrangian.verify_bound`.  One JSON line per run is appended to
 ``bench-results/lagrangian.jsonl``.
 """
 
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from hetkv_opt.workloads.drift import drift_instance
-from hetkv_opt.bounds.lagrangian.core import lagrangian_bound, verify_bound
+from hetkv_opt.bounds.lagrangian import lagrangian_bound, verify_bound
 from hetkv_opt.methods.exact import solve_lp
 
 DEFAULT_SIZES = ("256x64", "512x128", "1024x256")

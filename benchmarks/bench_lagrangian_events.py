@@ -17,7 +17,7 @@ interleaved, at the initial prices with random capacity prices so that paths mov
 speed-up, the largest relative difference of the values, and then the bound reached by
 ``lagrangian_bound(master="bundle", time_limit_s=budget)`` with each oracle (runs
 interleaved; the reported wall time includes the final dense evaluation), verified with
-:func:`hetkv_opt.bounds.lagrangian.core.verify_bound`.  ``--json`` prints one JSON line per case.
+:func:`hetkv_opt.bounds.lagrangian.verify_bound`.  ``--json`` prints one JSON line per case.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import numpy as np
 
 from hetkv_opt.workloads.paper import paper_instance
 from hetkv_opt.workloads.drift import drift_instance
-from hetkv_opt.bounds.lagrangian.core import (_evaluate, _initial_prices, _prepare, lagrangian_bound,
-                                  verify_bound)
+from hetkv_opt.bounds.lagrangian import lagrangian_bound, verify_bound
 from hetkv_opt.bounds.lagrangian.events import EventOracle
+from hetkv_opt.bounds.lagrangian.master import initial_prices
+from hetkv_opt.bounds.lagrangian.oracle import evaluate as dense_evaluate
+from hetkv_opt.bounds.lagrangian.problem import prepare
 
 CASES = {
     "drift": lambda: drift_instance(blocks=1024, steps=256, seed=0),
@@ -46,14 +48,14 @@ CASES = {
 
 def per_call(p, oracle: EventOracle, calls: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    lam0, mu0 = _initial_prices(p)
+    lam0, mu0 = initial_prices(p)
     per_byte = 1.0 / max(float(np.max(np.abs(p.rooms), initial=1.0)), 1.0)
     td, te, rel = [], [], 0.0
     for c in range(calls):
         lam = lam0 * rng.uniform(0.5, 1.0, lam0.shape)
         mu = rng.random(mu0.shape) * per_byte * 0.1 * c
         t = time.perf_counter()
-        d = _evaluate(p, lam, mu)
+        d = dense_evaluate(p, lam, mu)
         td.append(time.perf_counter() - t)
         t = time.perf_counter()
         v = oracle.evaluate(lam, mu)
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
             ap.error(f"unknown case {name!r} (known: {', '.join(CASES)})")
         t = time.perf_counter()
         inst = CASES[name]()
-        p = _prepare(inst)
+        p = prepare(inst)
         t_build = time.perf_counter()
         oracle = EventOracle(p)
         t_ev = time.perf_counter() - t_build

@@ -88,7 +88,7 @@ def _child(method: str, item_epochs: float, cache: Path, calls: int) -> dict:
         out["value_s"] = res.bound_s
         out["status"] = res.status
     elif method == "lagrangian":
-        from hetkv_opt.bounds.lagrangian.core import lagrangian_bound
+        from hetkv_opt.bounds.lagrangian import lagrangian_bound
         bound, cert = lagrangian_bound(inst, iterations=calls, master="bundle")
         out["value_s"] = bound
         out["oracle_calls"] = cert.metadata.get("oracle_calls")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from hetkv_opt.model.evaluate import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 
@@ -137,7 +135,7 @@ def test_error_messages_keep_their_brackets():
     import typer
     from rich.console import Console
 
-    import hetkv_opt.cli.app as cli_mod
+    import hetkv_opt.cli.common as cli_mod
     console = Console(record=True, width=200)
     old = cli_mod.err
     cli_mod.err = console
@@ -148,3 +146,18 @@ def test_error_messages_keep_their_brackets():
         cli_mod.err = old
     assert exc.value.exit_code == 2
     assert "error: tiers[0].capacity_bytes: install '.[trace]'" in console.export_text()
+
+
+def test_method_choices_are_the_solve_methods():
+    """``--method`` offers exactly the keys of hetkv_opt.solve.METHODS, in their order (the
+    choices are made from the dict, not kept by hand)."""
+    import re
+    import typing
+
+    from hetkv_opt.cli.solve import Method, solve
+    from hetkv_opt.solve import METHODS
+    assert typing.get_type_hints(solve)["method"] is Method
+    assert [m.value for m in Method] == list(METHODS)
+    err = hetkv("solve", TINY, "-m", "bogus", check_rc=2).stderr
+    offered = err.split("is not one of", 1)[1].split("(see", 1)[0]
+    assert re.findall(r"'([^']+)'", offered) == list(METHODS)

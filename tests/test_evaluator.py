@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import pathlib
 import re
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from strategies import HypothesisDraw, build_instance, build_residency, instances_with_residency  # noqa: E402
+from hetkv_opt.testing import HypothesisDraw, build_instance, build_residency, instances_with_residency  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402

@@ -6,17 +6,13 @@ is at most that optimum, and the statuses are honest."""
 from __future__ import annotations
 
 import math
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from brute_force import brute_force  # noqa: E402
+from hetkv_opt.testing import brute_force  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from strategies import instances  # noqa: E402
+from hetkv_opt.testing import instances  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.solve import METHODS, solve  # noqa: E402

@@ -8,16 +8,13 @@ import json
 import os
 import pathlib
 import re
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from strategies import instances, instances_with_residency  # noqa: E402
+from hetkv_opt.testing import instances, instances_with_residency  # noqa: E402
 
 from hetkv_opt.model.instance import ModelError, Tier, make_instance, tiny_instance  # noqa: E402
 from hetkv_opt.io.files import (instance_hash, instance_to_dict, load_instance,  # noqa: E402

@@ -4,16 +4,11 @@ and stays close to the LP bound on drift instances."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from brute_force import brute_force, num_candidates  # noqa: E402
-from strategies import random_instance  # noqa: E402
+from hetkv_opt.testing import brute_force, num_candidates  # noqa: E402
+from hetkv_opt.testing import random_instance  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.methods.flow import (flow_schedule, min_cost_flow_dag,  # noqa: E402

@@ -90,9 +90,6 @@ def test_generate_from_a_calibrated_params_file(tmp_path):
     """'hetkv calibrate --out' -> 'hetkv generate --params': the file's knobs, with the sizes
     and seed given on the command line overriding it."""
     import json
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
     from cli_helpers import assert_one_line_error, hetkv
 
     from hetkv_opt.workloads.calibrate import load_params

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from brute_force import brute_force, num_candidates  # noqa: E402
-from strategies import random_instance  # noqa: E402
+from hetkv_opt.testing import brute_force, num_candidates  # noqa: E402
+from hetkv_opt.testing import random_instance  # noqa: E402
 
 from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
 from hetkv_opt.model.instance import tiny_instance  # noqa: E402
 from hetkv_opt.io.files import save_instance  # noqa: E402
-from hetkv_opt.bounds.lagrangian.core import (BoundCertificate, CertificateError, _prices_digest,  # noqa: E402
-                                  capacity_tiers, lagrangian_bound, load_certificate,
-                                  term_names, verify_bound)
+from hetkv_opt.bounds.lagrangian import (BoundCertificate, CertificateError,  # noqa: E402
+                                         capacity_tiers, lagrangian_bound, load_certificate,
+                                         term_names, verify_bound)
+from hetkv_opt.bounds.lagrangian.certificate import prices_digest as _prices_digest  # noqa: E402
 from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
 from hetkv_opt.methods.exact import solve_lp
 
@@ -52,7 +50,7 @@ def _random_prices(inst, rng):
     lam = rng.random((J, E)) * (rng.random((J, E)) < 0.7)
     lam = lam / np.maximum(lam.sum(axis=0), 1e-12) * rng.random(E)
     if term_names(inst)[-1:] == ["cut"]:
-        from hetkv_opt.bounds.lagrangian.core import _cut
+        from hetkv_opt.model.terms import rounding_cut as _cut
         lam[-1] *= _cut(inst)[2]
     lam *= 1.0 - 1e-12
     mu = rng.random((C, E)) * rng.choice([0.0, 0.3, 1.0, 10.0], (C, E))
@@ -138,7 +136,7 @@ def test_inclusive_drift_bound_reaches_the_lp_value():
 
 
 def test_solve_result_wrapper_reports_a_bound_only_result():
-    from hetkv_opt.bounds.lagrangian.core import solve_lagrangian
+    from hetkv_opt.bounds.lagrangian import solve_lagrangian
     r = solve_lagrangian(tiny_instance(), time_limit_s=30)
     assert r.status == "bound_only" and r.bound_method == "lagrangian"
     assert r.details["bounds_s"]["lagrangian"] == r.bound_s <= 2.0
@@ -275,7 +273,7 @@ def test_price_projection_is_the_nearest_point():
     x = max(v - theta, 0) on the allowed entries for one theta >= 0, theta = 0 unless the
     sum is 1.  (An earlier version returned a feasible but not the nearest point when a
     column had blocked entries and negative allowed ones.)"""
-    from hetkv_opt.bounds.lagrangian.core import _project_simplex_rows
+    from hetkv_opt.bounds.lagrangian.master import project_simplex_rows as _project_simplex_rows
     rng = np.random.default_rng(7)
     for _ in range(500):
         J, E = int(rng.integers(1, 7)), int(rng.integers(1, 30))

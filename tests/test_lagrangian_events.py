@@ -5,22 +5,19 @@ the optimum."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from brute_force import brute_force, num_candidates  # noqa: E402
-from strategies import random_instance  # noqa: E402
+from hetkv_opt.testing import brute_force, num_candidates  # noqa: E402
+from hetkv_opt.testing import random_instance  # noqa: E402
 
 from hetkv_opt.workloads.paper import paper_instance  # noqa: E402
 from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
 from hetkv_opt.model.instance import make_instance  # noqa: E402
-from hetkv_opt.bounds.lagrangian.core import (_evaluate, _initial_prices, _prepare,  # noqa: E402
-                                  lagrangian_bound, verify_bound)
+from hetkv_opt.bounds.lagrangian import lagrangian_bound, verify_bound  # noqa: E402
+from hetkv_opt.bounds.lagrangian.master import initial_prices as _initial_prices  # noqa: E402
+from hetkv_opt.bounds.lagrangian.oracle import evaluate as _evaluate  # noqa: E402
+from hetkv_opt.bounds.lagrangian.problem import prepare as _prepare  # noqa: E402
 from hetkv_opt.bounds.lagrangian.events import EventOracle, applicable, choose  # noqa: E402
 from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
 

@@ -13,16 +13,13 @@ import json
 import math
 import pathlib
 import re
-import sys
 import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from strategies import random_instance  # noqa: E402
+from hetkv_opt.testing import random_instance  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.workloads.drift import drift_instance  # noqa: E402

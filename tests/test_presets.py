@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from hetkv_opt.presets import (PresetError, list_presets, load_hardware, load_model)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 HARDWARE = ["gh200-paper", "gh200-96g", "gh200-144g", "gb200", "h100-sxm-ddr5", "gh200-cxl"]

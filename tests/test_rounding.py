@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from brute_force import brute_force  # noqa: E402
-from strategies import random_instance  # noqa: E402
+from hetkv_opt.testing import brute_force  # noqa: E402
+from hetkv_opt.testing import random_instance  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.workloads.drift import drift_instance  # noqa: E402

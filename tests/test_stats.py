@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from hetkv_opt.workloads.drift import drift_instance
 from hetkv_opt.model.instance import ModelError, make_instance
 from hetkv_opt.workloads.stats import instance_stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

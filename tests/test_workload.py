@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,10 @@ import pytest
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.io.files import instance_hash, load_instance
 from hetkv_opt.presets import load_hardware, load_model
-from hetkv_opt.workloads.requests import (DriftAccess, PaperAccess, Request, WorkloadParams, build_workload,
+from hetkv_opt.workloads.access import DriftAccess, PaperAccess
+from hetkv_opt.workloads.requests import (Request, WorkloadParams, build_workload,
                                 make_requests, paper_workload_params, plan_workload, write_workload)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
 
 CASES = {

@@ -48,6 +48,7 @@ import numpy as np
 
 from hetkv_opt.bench.suite import (InstanceSpec, MethodSpec, Suite, SuiteError, build_instance,
                                    load_suite, spec_json)
+from hetkv_opt.io.files import check_header
 from hetkv_opt.model.instance import Instance, ModelError
 
 CELL_SCHEMA = "hetkv-bench-cell"
@@ -310,7 +311,9 @@ def read_record(path: Path) -> dict | None:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(d, dict) or d.get("schema") != CELL_SCHEMA:
+    try:
+        check_header(d, schema=CELL_SCHEMA, versions=CELL_SCHEMA_VERSION)
+    except ModelError:
         return None
     return d
 

@@ -56,6 +56,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from hetkv_opt.io.files import check_header
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.solve import METHODS as SOLVER_METHODS
 
@@ -470,11 +471,7 @@ def parse_suite(data: Mapping[str, Any], name: str, base_dir: Path | None = None
         if not isinstance(data, Mapping):
             raise SuiteError("(top level)", "must be a table")
         _check_keys(data, _TOP_KEYS, "")
-        if data.get("schema") != SCHEMA_SUITE:
-            raise SuiteError("schema", f"expected '{SCHEMA_SUITE}', got {data.get('schema')!r}")
-        ver = data.get("schema_version")
-        if ver != SCHEMA_VERSION:
-            raise SuiteError("schema_version", f"expected {SCHEMA_VERSION}, got {ver!r}")
+        check_header(data, schema=SCHEMA_SUITE, versions=SCHEMA_VERSION, error=SuiteError)
         if "name" in data and data["name"] != name:
             raise SuiteError("name", f"must match the file name {name!r}, got {data['name']!r}")
         desc = data.get("description", "")

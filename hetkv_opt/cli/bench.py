@@ -15,17 +15,13 @@ from typing import Optional
 
 import typer
 
+from hetkv_opt.cli.common import err, fail
+
 
 class ReportFormat(str, Enum):
     table = "table"
     json = "json"
     md = "md"
-
-
-def _cli():
-    # the main CLI module, imported when a command runs (it imports us to register)
-    from hetkv_opt.cli import app as cli
-    return cli
 
 
 def bench(
@@ -37,35 +33,34 @@ def bench(
     keep_errors: bool = typer.Option(False, "--keep-errors", help="Do not re-run cells whose stored result is an error."),
 ):
     """Run every (instance, method) cell of a suite; finished cells are skipped on re-runs."""
-    cli = _cli()
     from hetkv_opt.bench.runner import BenchError, run_suite
     from hetkv_opt.bench.suite import SuiteError, load_suite
     if workers < 1:
-        cli.fail("option '--workers': must be >= 1")
+        fail("option '--workers': must be >= 1")
     if scheduler is not None and workers != 1:
-        cli.fail("options '--workers' and '--scheduler' exclude each other (Dask has its own workers)")
+        fail("options '--workers' and '--scheduler' exclude each other (Dask has its own workers)")
     try:
         spec = load_suite(suite)
     except SuiteError as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     progress, stop = _progress_bar(spec.name, enabled=not quiet)
     try:
         run = run_suite(spec, out, workers=workers, scheduler=scheduler, progress=progress,
                         redo_errors=not keep_errors)
     except (SuiteError, BenchError) as exc:
         stop()
-        cli.fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         stop()
-        cli.err.print(f"interrupted: finished cells are in {out}; run the same command to resume")
+        err.print(f"interrupted: finished cells are in {out}; run the same command to resume")
         raise typer.Exit(code=130)
     stop()
-    cli.err.print(f"suite {run.suite}: {run.total} cells, {run.ran} run, {run.skipped} already "
-                  f"done, {len(run.errors)} errors, {len(run.failed)} failed, "
-                  f"{run.runtime_s:.1f} s; results in {out} (hetkv report {out})",
-                  markup=False, highlight=False, soft_wrap=True)
+    err.print(f"suite {run.suite}: {run.total} cells, {run.ran} run, {run.skipped} already "
+              f"done, {len(run.errors)} errors, {len(run.failed)} failed, "
+              f"{run.runtime_s:.1f} s; results in {out} (hetkv report {out})",
+              markup=False, highlight=False, soft_wrap=True)
     for line in (run.errors + run.failed)[:10]:
-        cli.err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     if run.errors or run.failed:
         raise typer.Exit(code=1)
 
@@ -76,9 +71,8 @@ def _progress_bar(name: str, enabled: bool):
         return None, (lambda: None)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
-    cli = _cli()
     prog = Progress(TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.description}"), console=cli.err,
+                    TimeElapsedColumn(), TextColumn("{task.description}"), console=err,
                     transient=False)
     state = {"task": None}
 
@@ -105,14 +99,13 @@ def report(
 ):
     """Table of a sweep (time, bound, gap to the best proven bound, HBM read share, runtime)
     and, with --plots, the figures."""
-    cli = _cli()
     from hetkv_opt.bench.report import report as run_report
     from hetkv_opt.bench.runner import BenchError
     try:
         run_report(directory, plots=plots, plot_dir=plot_dir, fmt=fmt.value, pivot=pivot,
                    file=sys.stdout)
     except BenchError as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,6 @@
 """``hetkv bound`` and ``hetkv verify-bound``: the decomposition bound and its certificate.
 
-Added to the main app by :func:`register`.  Like :mod:`hetkv_opt.cli.policies`, this
-module imports ``hetkv_opt.cli.app`` only inside the commands, so either may be imported first.
+Added to the main app by :func:`register`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.format import Format
+from hetkv_opt.cli.common import Format, emit_json, err, fail, load_instance, out
 
 
 class BoundMethod(str, Enum):
@@ -47,9 +46,8 @@ def bound_cmd(
 ):
     """A proven lower bound on T by Lagrangian decomposition, with a certificate that
     'hetkv verify-bound' checks without trusting the optimiser."""
-    from hetkv_opt.cli.app import _emit_json, _load_instance, err, fail, out
     from hetkv_opt.io.files import instance_hash
-    from hetkv_opt.bounds.lagrangian.core import CertificateError, lagrangian_bound, load_certificate
+    from hetkv_opt.bounds.lagrangian import CertificateError, lagrangian_bound, load_certificate
     from hetkv_opt.model.terms import aggregate_bound_s
     if iterations < 1:
         fail("option '--iterations': must be >= 1")
@@ -57,7 +55,7 @@ def bound_cmd(
         fail("option '--time-limit': must be > 0")
     if cert is not None and cert.suffix.lower() != ".npz":
         fail(f"option '--cert': {cert} must end in .npz")
-    inst = _load_instance(instance)
+    inst = load_instance(instance)
     prices = None
     if warm_start is not None:
         try:
@@ -72,7 +70,7 @@ def bound_cmd(
         d = {"status": "infeasible", "method": method.value, "instance": inst.name,
              "bound_s": None, "message": pre}
         if fmt == Format.json:
-            _emit_json(d)
+            emit_json(d)
         else:
             err.print(f"infeasible: {pre}")
         raise typer.Exit(code=1)
@@ -112,7 +110,7 @@ def bound_cmd(
          "runtime_s": meta.get("runtime_s"), "certificate": str(cert) if cert else None,
          "instance_sha256": instance_hash(inst)}
     if fmt == Format.json:
-        _emit_json(d)
+        emit_json(d)
         return
     from rich.table import Table
     t = Table(title=f"hetkv bound: {inst.name}", show_header=False)
@@ -136,9 +134,8 @@ def verify_bound_cmd(
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
 ):
     """Recompute a bound from its certificate's prices alone (exit 2 if it does not hold)."""
-    from hetkv_opt.cli.app import _emit_json, _load_instance, fail, out
-    from hetkv_opt.bounds.lagrangian.core import CertificateError, load_certificate, verify_bound
-    inst = _load_instance(instance)
+    from hetkv_opt.bounds.lagrangian import CertificateError, load_certificate, verify_bound
+    inst = load_instance(instance)
     t0 = time.perf_counter()
     try:
         certificate = load_certificate(cert)
@@ -153,7 +150,7 @@ def verify_bound_cmd(
          "throughput_bound_steps_per_s": (inst.num_steps / bound) if bound > 0 else None,
          "runtime_s": round(time.perf_counter() - t0, 6)}
     if fmt == Format.json:
-        _emit_json(d)
+        emit_json(d)
         return
     out.print(f"verified: T >= {bound:.9g} s for every feasible schedule of {inst.name} "
               f"({d['runtime_s']:.3f} s)")

@@ -1,7 +1,6 @@
 """``hetkv simulate`` and ``hetkv policies``: the policy commands of the CLI.
 
-Added to the main app by :func:`register` (``hetkv_opt.cli.app`` calls it).  This module
-imports ``hetkv_opt.cli.app`` only inside the commands, so either module may be imported first.
+Added to the main app by :func:`register` (``hetkv_opt.cli.app`` calls it).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from hetkv_opt.cli.format import Format
+from hetkv_opt.cli.common import Format, emit_json, fail, fmt_pct, fmt_s, load_instance, out
 
 
 class Bound(str, Enum):
@@ -21,7 +20,6 @@ class Bound(str, Enum):
 
 
 def _parse_params(pairs: List[str]) -> dict:
-    from hetkv_opt.cli.app import fail
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -47,7 +45,6 @@ def simulate_cmd(
 
     The gap is measured against a proven bound: the LP relaxation by default
     (capacity-aware), or the paper's aggregate bound with --bound aggregate."""
-    from hetkv_opt.cli.app import _emit_json, _load_instance, fail
     from hetkv_opt.io.files import instance_hash, save_schedule
     from hetkv_opt.policies import PolicyError, get_policy, simulate
     params = _parse_params(param)
@@ -55,7 +52,7 @@ def simulate_cmd(
         pol = get_policy(policy, **params)
     except ValueError as exc:
         fail(str(exc))
-    inst = _load_instance(instance)
+    inst = load_instance(instance)
     bounds = {}
     if bound == Bound.lp:
         from hetkv_opt.methods.exact import solve_lp
@@ -78,7 +75,7 @@ def simulate_cmd(
     d = res.to_dict()
     d["instance_sha256"] = sha
     if fmt == Format.json:
-        _emit_json(d)
+        emit_json(d)
     else:
         _print_result(d)
     if res.status == "error":
@@ -88,7 +85,6 @@ def simulate_cmd(
 def _print_result(d: dict) -> None:
     from rich.table import Table
 
-    from hetkv_opt.cli.app import _fmt_pct, _fmt_s, out
     det = d["details"]
     t = Table(title=f"hetkv simulate: {d['instance']}", show_header=False)
     t.add_column("what", style="bold")
@@ -97,11 +93,11 @@ def _print_result(d: dict) -> None:
     t.add_row("method", d["method"] + ("  (oracle: reads the future)" if det.get("oracle") else ""))
     params = det.get("params") or {}
     t.add_row("parameters", ", ".join(f"{k}={v}" for k, v in params.items()) or "-")
-    t.add_row("total time T (evaluator)", _fmt_s(d["total_time_s"]))
-    t.add_row("best proven bound", f"{_fmt_s(d['bound_s'])} ({d['bound_method'] or '-'})")
-    t.add_row("gap to the bound", _fmt_pct(d["gap"]))
+    t.add_row("total time T (evaluator)", fmt_s(d["total_time_s"]))
+    t.add_row("best proven bound", f"{fmt_s(d['bound_s'])} ({d['bound_method'] or '-'})")
+    t.add_row("gap to the bound", fmt_pct(d["gap"]))
     for name, val in sorted(det.get("bounds_s", {}).items()):
-        t.add_row(f"bound: {name}", _fmt_s(val))
+        t.add_row(f"bound: {name}", fmt_s(val))
     thr = d["throughput_steps_per_s"]
     t.add_row("throughput", "-" if thr is None else f"{thr:.6g} steps/s")
     share = d["hbm_read_share"]
@@ -117,11 +113,10 @@ def _print_result(d: dict) -> None:
 
 def policies_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f")):
     """List the registered policies: parameters with defaults, and which are oracles."""
-    from hetkv_opt.cli.app import _emit_json, out
     from hetkv_opt.policies import list_policies
     infos = list_policies()
     if fmt == Format.json:
-        _emit_json([i.to_dict() for i in infos])
+        emit_json([i.to_dict() for i in infos])
         return
     from rich.table import Table
     t = Table(title="placement policies")

@@ -1,7 +1,6 @@
 """``hetkv presets``: list the hardware and model presets, or check and show one file.
 
-Added to the main app by :func:`register`; imports ``hetkv_opt.cli.app`` only inside the
-command, so either module may be imported first.
+Added to the main app by :func:`register`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.format import Format
+from hetkv_opt.cli.common import Format, emit_json, fail, out
 
 
 class Kind(str, Enum):
@@ -53,7 +52,6 @@ def presets_cmd(
     show one, which may be your own file."""
     from rich.table import Table
 
-    from hetkv_opt.cli.app import _emit_json, fail, out
     from hetkv_opt.model.instance import ModelError
     from hetkv_opt.presets import list_presets, load_hardware, load_model
     loaders = {"hardware": load_hardware, "model": load_model}
@@ -76,7 +74,7 @@ def presets_cmd(
     except ModelError as exc:
         fail(str(exc))
     if fmt == Format.json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if preset is not None:
         for r in rows:

@@ -1,7 +1,6 @@
 """``hetkv stats`` and ``hetkv calibrate``: what a trace looks like, and a generator that mimics it.
 
-Added to the main app by :func:`register`.  Like :mod:`hetkv_opt.cli.bound`, this module
-imports ``hetkv_opt.cli.app`` only inside the commands, so either may be imported first.
+Added to the main app by :func:`register`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.format import Format
+from hetkv_opt.cli.common import Format, emit_json, err, fail, load_instance, out
 
 
 def _f(x, digits: int = 4) -> str:
@@ -20,14 +19,12 @@ def _f(x, digits: int = 4) -> str:
 
 
 def _need_png(path: Optional[Path]) -> None:
-    from hetkv_opt.cli.app import fail
     if path is not None and path.suffix.lower() != ".png":
         fail(f"option '--plot': {path} must end in .png")
 
 
 def _pyplot():
     """matplotlib's pyplot (Agg), or one clear line when the ``plot`` extra is missing."""
-    from hetkv_opt.cli.app import fail
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -40,7 +37,6 @@ def _pyplot():
 def _save(fig, path: Path) -> None:
     import io
 
-    from hetkv_opt.cli.app import err, fail
     from hetkv_opt.io.files import atomic_write_bytes
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -91,10 +87,9 @@ def stats_cmd(
 ):
     """Read-set overlap, heavy-hitter persistence, sink and recency mass, concentration,
     per-layer differences and HBM room vs working set of an instance's KV reads."""
-    from hetkv_opt.cli.app import _emit_json, _load_instance, fail
     from hetkv_opt.workloads.stats import instance_stats
     _need_png(plot)
-    inst = _load_instance(instance)
+    inst = load_instance(instance)
     try:
         s = instance_stats(inst, window_steps=window_steps, top_fraction=top_fraction)
     except ValueError as exc:
@@ -102,7 +97,7 @@ def stats_cmd(
     if plot is not None:
         _plot_stats(s, plot)
     if fmt == Format.json:
-        _emit_json(s)
+        emit_json(s)
         return
     _print_stats(s, per_layer)
 
@@ -110,7 +105,6 @@ def stats_cmd(
 def _print_stats(s: dict, per_layer: bool) -> None:
     from rich.table import Table
 
-    from hetkv_opt.cli.app import out
     from hetkv_opt.model.evaluate import format_bytes
     k = s["kv"]
     sh = s["shape"]
@@ -204,7 +198,6 @@ def calibrate_cmd(
     """Fit the drift generator (sparsity, phi, persistence, sinks, recent) to an instance's
     statistics; print target vs fitted and the 'hetkv generate' command at paper scale."""
     from hetkv_opt.workloads.calibrate import fit_drift, generate_command, save_params
-    from hetkv_opt.cli.app import _emit_json, _load_instance, err, fail
     _need_png(plot)
     if seeds < 1:
         fail("option '--seeds': must be >= 1")
@@ -212,7 +205,7 @@ def calibrate_cmd(
         fail("option '--max-evals': must be >= 1")
     if out_path is not None and out_path.suffix.lower() != ".json":
         fail(f"option '--out': {out_path} must end in .json")
-    inst = _load_instance(instance)
+    inst = load_instance(instance)
     state = {"last": 0.0}
     t0 = time.monotonic()
 
@@ -242,11 +235,10 @@ def calibrate_cmd(
     d = res.to_dict()
     d["runtime_s"] = round(res.runtime_s, 3)
     if fmt == Format.json:
-        _emit_json(d)
+        emit_json(d)
         return
     from rich.table import Table
 
-    from hetkv_opt.cli.app import out
     p = res.params
     t = Table(title=f"hetkv calibrate: {inst.name}", show_header=False)
     t.add_column("what", style="bold")

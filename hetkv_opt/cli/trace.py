@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from hetkv_opt.cli.format import Format
+from hetkv_opt.cli.common import Format, emit_json, err, fail, out
 
 
 class Rule(str, Enum):
@@ -24,12 +24,6 @@ class Rule(str, Enum):
 class Weights(str, Enum):
     pinned = "pinned"
     none = "none"
-
-
-def _fail(message: str) -> None:
-    """:func:`hetkv_opt.cli.app.fail` (which takes the message literally: ``[trace]`` is no markup)."""
-    from hetkv_opt.cli.app import fail
-    fail(message)
 
 
 def _parse_layers(text: Optional[str], fail) -> Optional[list[int]]:
@@ -69,9 +63,7 @@ def trace_cmd(
 ):
     """Run a causal LM over prompts, decode greedily, and record every (step, layer)
     attention over the KV cache (needs the 'trace' extra)."""
-    from hetkv_opt.cli.app import _emit_json, err, out
     from hetkv_opt.trace.capture import MissingTraceExtra, TraceError, check_model, require_trace_extra
-    fail = _fail
     if steps < 1:
         fail("option '--steps': must be >= 1")
     if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -145,7 +137,7 @@ def trace_cmd(
                      "load_s": tm["load"], "prefill_s": tm["prefill"], "decode_s": tm["decode"],
                      "eos_step": g["eos_step"], "generated_text": g["text"]})
     if fmt == Format.json:
-        _emit_json(rows[0] if len(rows) == 1 else rows)
+        emit_json(rows[0] if len(rows) == 1 else rows)
         return
     for r in rows:
         out.print(f"{r['trace']}: {r['prompt_tokens']} prompt tokens, {r['steps']} steps x "
@@ -170,9 +162,7 @@ def trace_to_instance_cmd(
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
 ):
     """Turn a recorded trace into a placement instance with a read-selection rule."""
-    from hetkv_opt.cli.app import _emit_json, out
     from hetkv_opt.io.files import instance_hash, save_instance
-    fail = _fail
     from hetkv_opt.trace.capture import TraceError, load_trace
     from hetkv_opt.trace.to_instance import TraceInstanceParams, trace_instance
     if out_path.suffix.lower() not in (".json", ".npz"):
@@ -201,7 +191,7 @@ def trace_to_instance_cmd(
          "hbm_capacity_bytes": inst.tiers[0].capacity_bytes,
          "trace_sha256": m["trace_sha256"], "instance_sha256": instance_hash(inst)}
     if fmt == Format.json:
-        _emit_json(d)
+        emit_json(d)
         return
     out.print(f"wrote {out_path}: {inst.num_items} items x {inst.num_epochs} epochs, "
               f"{d['reads']} reads ({rule.value}, sparsity {sparsity:g}: "

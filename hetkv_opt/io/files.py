@@ -14,7 +14,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -103,24 +103,79 @@ def _require(d: Any, key: str, where: str) -> Any:
     return d[key]
 
 
-def _check_schema(d: Any, schema: str) -> None:
-    if not isinstance(d, dict):
-        raise ModelError("(top level)", "must be a JSON object")
-    got = _require(d, "schema", "")
+def check_header(d: Any, *, schema: str, versions: int | Sequence[int], where: str = "(top level)",
+                 path: str | os.PathLike | None = None,
+                 error: Callable[..., Exception] = ModelError) -> int:
+    """Check the ``schema`` / ``schema_version`` header of a hetkv file; the one check every
+    file kind uses (instances, schedules, traces, certificates, drift params, bench cells,
+    suites, presets).
+
+    Parameters
+    ----------
+    d : object
+        The parsed file (a JSON object, an NPZ ``header``, a TOML table).
+    schema : str
+        The expected ``schema`` value, e.g. ``"hetkv-instance"``.
+    versions : int or sequence of int
+        The ``schema_version`` values this reader understands.
+    where : str
+        The field named when ``d`` is not an object: ``"(top level)"`` for a JSON file,
+        ``"header"`` for an NPZ file's header.
+    path : str or PathLike, optional
+        The file, named in the error (else the caller adds it, e.g. ``exc.with_source``).
+    error : exception class
+        Raised as ``error(field, reason, source)``; a :class:`ModelError` subclass
+        (or anything with that constructor, such as ``SuiteError``).
+
+    Returns
+    -------
+    int
+        The file's ``schema_version``.
+
+    Raises
+    ------
+    ModelError
+        (``error``) naming the field, ``schema`` or ``schema_version``, and the reason.
+
+    Examples
+    --------
+    >>> check_header({"schema": "hetkv-instance", "schema_version": 1},
+    ...              schema="hetkv-instance", versions=1)
+    1
+    >>> check_header({"schema": "hetkv-instance", "schema_version": 2},
+    ...              schema="hetkv-instance", versions=1, path="x.json")
+    Traceback (most recent call last):
+    ...
+    hetkv_opt.model.instance.ModelError: x.json: field 'schema_version': version 2 is newer than this hetkv_opt understands (expected 1)
+    """
+    known = (versions,) if isinstance(versions, int) else tuple(versions)
+    source = None if path is None else str(path)
+
+    def fail(field: str, reason: str):
+        return error(field, reason, source)
+    if not isinstance(d, Mapping):
+        raise fail(where, "must be a JSON object")
+    if "schema" not in d:
+        raise fail("schema", "missing required key")
+    got = d["schema"]
     if got != schema:
-        raise ModelError("schema", f"expected '{schema}', got {got!r}")
-    ver = _require(d, "schema_version", "")
+        raise fail("schema", f"expected '{schema}', got {got!r}")
+    if "schema_version" not in d:
+        raise fail("schema_version", "missing required key")
+    ver = d["schema_version"]
     if isinstance(ver, bool) or not isinstance(ver, int):
-        raise ModelError("schema_version", f"must be an integer, got {ver!r}")
-    if ver > SCHEMA_VERSION:
-        raise ModelError("schema_version", f"version {ver} is newer than this hetkv_opt understands ({SCHEMA_VERSION})")
-    if ver != SCHEMA_VERSION:
-        raise ModelError("schema_version", f"unknown version {ver} (supported: {SCHEMA_VERSION})")
+        raise fail("schema_version", f"must be an integer, got {ver!r}")
+    expected = " or ".join(str(v) for v in known)
+    if ver > max(known):
+        raise fail("schema_version", f"version {ver} is newer than this hetkv_opt understands (expected {expected})")
+    if ver not in known:
+        raise fail("schema_version", f"unknown version {ver} (expected {expected})")
+    return ver
 
 
 def instance_from_dict(d: Any) -> Instance:
     """Validate a parsed instance object and build an :class:`Instance`."""
-    _check_schema(d, SCHEMA_INSTANCE)
+    check_header(d, schema=SCHEMA_INSTANCE, versions=SCHEMA_VERSION)
     known = {"schema", "schema_version", "name", "mode", "tiers", "items", "epochs", "reads",
              "writes", "metadata"}
     unknown = set(d) - known
@@ -265,7 +320,7 @@ def load_instance(path: str | os.PathLike) -> Instance:
         if _is_npz(path):
             arrays, header = read_npz_with_header(path, "instance")
             if isinstance(header, dict) and header.get("schema") == SCHEMA_INSTANCE:
-                _check_schema(header, SCHEMA_INSTANCE)
+                check_header(header, schema=SCHEMA_INSTANCE, versions=SCHEMA_VERSION)
             d = _unflatten(header, arrays) if isinstance(header, dict) else header
         else:
             d = _read_json(path, "instance")
@@ -312,7 +367,7 @@ def schedule_to_dict(s: Schedule) -> dict:
 
 
 def schedule_from_dict(d: Any) -> Schedule:
-    _check_schema(d, SCHEMA_SCHEDULE)
+    check_header(d, schema=SCHEMA_SCHEDULE, versions=SCHEMA_VERSION)
     unknown = set(d) - {"schema", "schema_version", "instance", "moves", "metadata"}
     if unknown:
         raise ModelError(sorted(unknown)[0], "unknown key")

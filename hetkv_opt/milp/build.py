@@ -24,7 +24,7 @@ import numpy as np
 
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule, residency_matrix
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.terms import aggregate_bound_s, rounding_cut
 
 INF = math.inf
 
@@ -530,9 +530,12 @@ def build_model(inst: Instance, *, rounding_cuts: bool = True, count_vars: bool 
             term(t.link_write_Bps, k, False, True, True, False, f"lwrite[{k},")
     cut_epochs: list = []
     if rounding_cuts and not inclusive and K >= 2 and r_b.size:
-        cut = _rounding_cuts(inst, t0, r_e, r_b, R_pin[0], R_tot)
-        if cut is not None:
-            ce, slope_scaled, rhs = cut        # tau >= rhs + slope * (bytes of reads in tier 0)
+        cut = rounding_cut(inst)
+        if cut.has.any():
+            # tau >= A + (step / g) X, X = bytes of free reads in tier 0 (t0 units here)
+            ce = np.flatnonzero(cut.has)
+            slope_scaled = cut.step_s[ce] / (cut.unit_bytes[ce] * t0)
+            rhs = cut.A_s[ce] / t0
             b.add(nrow + np.arange(ce.size), tau_off + ce, 1.0)
             b.add(nrow + np.arange(ce.size), rdcol(0, ce), -slope_scaled * u)
             lower.append(rhs)
@@ -577,46 +580,6 @@ def build_model(inst: Instance, *, rounding_cuts: bool = True, count_vars: bool 
         byte_unit=u, col_names_fn=col_names, row_names_fn=row_names,
         block_names=[blk.name for blk in blocks])
     return model
-
-
-def _rounding_cuts(inst: Instance, t0: float, r_e, r_b, R0_pin, R_tot):
-    """Per epoch: tau >= interpolation of f(n) = max(a n + A, B - b n) at whole n.
-
-    With reads of free items all multiples of g bytes, the bytes read from tier 0 are
-    ``R0_pin + g n`` for a whole n; tier 0 alone needs ``(R0_pin + g n)/bw_0`` and the other
-    tiers together need at least ``(R - R0_pin - g n) / sum_k rate_k``.  f is convex, so the
-    chord through the two whole numbers around its kink is below f at every whole n: a
-    valid inequality that the LP relaxation does not imply.
-    """
-    E = inst.num_epochs
-    bw0 = inst.tiers[0].bandwidth_Bps
-    rest = sum(t.read_rate_Bps() for t in inst.tiers[1:])
-    rb_int = r_b.astype(np.int64)
-    g = np.zeros(E, np.int64)
-    np.gcd.at(g, r_e, rb_int)
-    free_bytes = np.bincount(r_e, weights=r_b, minlength=E)
-    ok = g > 0
-    gf = np.where(ok, g, 1).astype(float)
-    n_max = free_bytes / gf
-    # kink: (R0 + g n)/bw0 = (R - R0 - g n)/rest
-    n_star = (bw0 * (R_tot - R0_pin) - rest * R0_pin) / (gf * (bw0 + rest))
-    j = np.floor(n_star)
-    frac = n_star - j
-    use = ok & (frac > 1e-9) & (frac < 1 - 1e-9) & (j >= 0) & (j + 1 <= n_max)
-    if not use.any():
-        return None
-    ce = np.flatnonzero(use)
-    jj, gg = j[ce], gf[ce]
-
-    def f(n):
-        return np.maximum((R0_pin[ce] + gg * n) / bw0, (R_tot[ce] - R0_pin[ce] - gg * n) / rest)
-
-    f0, f1 = f(jj), f(jj + 1)
-    slope = f1 - f0                                  # seconds per unit n
-    # tau*t0 >= f0 + slope*(n - j),  n = (bytes of free reads in tier 0) / g
-    slope_scaled = slope / (gg * t0)                 # per byte, in t0 units
-    rhs = (f0 - slope * jj) / t0
-    return ce, slope_scaled, rhs
 
 
 def _round_down_to_gcd(room: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from hetkv_opt.io.files import check_header
 from hetkv_opt.model.instance import ModelError, Tier, make_tier, tier_specs
 
 SCHEMA_HARDWARE = "hetkv-hardware"
@@ -215,17 +216,7 @@ def _read(kind: str, path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PresetError("(file)", f"not valid TOML ({exc})", str(path)) from None
-    schema = _SCHEMAS[kind]
-    got = data.get("schema")
-    if got is None:
-        raise PresetError("schema", "missing required key", str(path))
-    if got != schema:
-        raise PresetError("schema", f"expected '{schema}', got {got!r}", str(path))
-    ver = data.get("schema_version")
-    if isinstance(ver, bool) or not isinstance(ver, int):
-        raise PresetError("schema_version", f"must be an integer, got {ver!r}", str(path))
-    if ver != SCHEMA_VERSION:
-        raise PresetError("schema_version", f"unknown version {ver} (supported: {SCHEMA_VERSION})", str(path))
+    check_header(data, schema=_SCHEMAS[kind], versions=SCHEMA_VERSION, path=path, error=PresetError)
     return data
 
 

@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from hetkv_opt.model.instance import ModelError
-from hetkv_opt.io.files import read_npz_with_header
+from hetkv_opt.io.files import check_header, read_npz_with_header
 
 SCHEMA_TRACE = "hetkv-trace"
 TRACE_SCHEMA_VERSION = 1
@@ -234,13 +234,8 @@ def load_trace(path: str | os.PathLike) -> Trace:
             raise TraceError("(file)", "no such file")
         data = path.read_bytes()
         arrays, header = read_npz_with_header(data, "trace", TraceError)
-        if not isinstance(header, dict):
-            raise TraceError("header", "must be a JSON object")
-        if header.get("schema") != SCHEMA_TRACE:
-            raise TraceError("schema", f"expected '{SCHEMA_TRACE}', got {header.get('schema')!r}")
-        if header.get("schema_version") != TRACE_SCHEMA_VERSION:
-            raise TraceError("schema_version", f"unknown version {header.get('schema_version')!r} "
-                             f"(supported: {TRACE_SCHEMA_VERSION})")
+        check_header(header, schema=SCHEMA_TRACE, versions=TRACE_SCHEMA_VERSION, where="header",
+                     error=TraceError)
         for name in _ARRAYS:
             if name not in arrays:
                 raise TraceError(name, "missing required array")

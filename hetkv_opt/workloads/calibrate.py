@@ -422,10 +422,8 @@ def load_params(path, which: str = "params") -> DriftParams:
         raise ModelError("(file)", f"cannot read ({exc.strerror or exc})", src) from None
     except json.JSONDecodeError as exc:
         raise ModelError("(file)", f"not valid JSON ({exc.msg}, line {exc.lineno})", src) from None
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA_PARAMS:
-        raise ModelError("schema", f"expected '{SCHEMA_PARAMS}'", src)
-    if d.get("schema_version") != PARAMS_VERSION:
-        raise ModelError("schema_version", f"expected {PARAMS_VERSION}, got {d.get('schema_version')!r}", src)
+    from hetkv_opt.io.files import check_header
+    check_header(d, schema=SCHEMA_PARAMS, versions=PARAMS_VERSION, path=src)
     p = d.get(which)
     if not isinstance(p, dict):
         raise ModelError(which, "missing or not an object", src)

@@ -38,6 +38,91 @@ def kv_bytes_per_token_layer(kv_heads: int, head_dim: int, dtype_bytes: int) -> 
     return 2 * kv_heads * head_dim * dtype_bytes
 
 
+# ----------------------------------------------------------------------------- the read rule
+# One implementation of the drift read rule, used by drift_instance (one layer: arrays of
+# shape (N,)) and by hetkv_opt.workloads.access.DriftAccess (every layer of a request:
+# arrays of shape (L, blocks)).
+
+class DriftLatent:
+    """The importance of every block in the drift model: ``mu + z(t)``.
+
+    ``mu ~ N(0, persistence)`` is drawn once (heavy hitters stay heavy), ``z(0) ~ N(0, 1)``,
+    and :meth:`advance` steps the AR(1) ``z(t) = phi z(t-1) + sqrt(1 - phi^2) eps``.  The
+    draws, in this order, are all that ``rng`` gives (same seed, same scores).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : int or tuple of int
+        One score per block (the last axis); e.g. ``(layers, blocks)``.
+    persistence, phi : float
+        As :class:`DriftParams`.
+
+    Examples
+    --------
+    >>> lat = DriftLatent(np.random.default_rng(0), (2, 5), persistence=1.0, phi=0.9)
+    >>> lat.advance()
+    >>> lat.score(3).shape
+    (2, 3)
+    """
+
+    def __init__(self, rng: np.random.Generator, shape, persistence: float, phi: float):
+        self.rng = rng
+        self.mu = rng.normal(0.0, persistence, shape)
+        self.z = rng.normal(0.0, 1.0, shape)
+        self.phi = phi
+        self.noise = math.sqrt(max(0.0, 1.0 - phi ** 2))
+
+    def advance(self) -> None:
+        """One step of the AR(1) latent (call it before every step but the first)."""
+        self.z = self.phi * self.z + self.noise * self.rng.normal(0.0, 1.0, self.z.shape)
+
+    def score(self, alive: int) -> np.ndarray:
+        """``mu + z`` of the first ``alive`` blocks (a new array)."""
+        return self.mu[..., :alive] + self.z[..., :alive]
+
+
+def drift_reads_per_step(alive, sparsity: float) -> np.ndarray:
+    """How many blocks a step reads: ``max(1, round((1 - sparsity) x alive))`` (half to even).
+
+    >>> drift_reads_per_step(np.array([1, 2, 5, 10]), 0.6).tolist()
+    [1, 1, 2, 4]
+    """
+    return np.maximum(1, np.round((1.0 - sparsity) * np.asarray(alive)).astype(np.int64))
+
+
+def drift_forced(alive: int, sinks: int, recent: int) -> np.ndarray:
+    """The blocks every step reads first: the ``sinks`` first and the ``recent`` last of the
+    ``alive`` blocks (bool, shape ``(alive,)``).
+
+    >>> drift_forced(5, 1, 2).tolist()
+    [True, False, False, True, True]
+    """
+    forced = np.zeros(alive, bool)
+    forced[:min(sinks, alive)] = True
+    forced[max(0, alive - recent):] = True
+    return forced
+
+
+def drift_select(score: np.ndarray, n_read: int, forced: np.ndarray) -> np.ndarray:
+    """The blocks a step reads (bool, the shape of ``score``; one choice per row).
+
+    The ``forced`` blocks first (the lowest-indexed ones when there are more than
+    ``n_read``), then the highest ``score``; equal scores go to the lower index.  This is
+    the order of a stable sort, found with one partition (no full sort per step).
+
+    >>> drift_select(np.array([0.5, 2.0, 1.0, 2.0, -1.0]), 3, drift_forced(5, 0, 1)).tolist()
+    [False, True, False, True, True]
+    """
+    neg = np.where(forced, -np.inf, -score)
+    k = min(n_read, neg.shape[-1]) - 1
+    thr = np.partition(neg, k, axis=-1)[..., k:k + 1]
+    below = neg < thr
+    tie = neg == thr
+    need = n_read - below.sum(axis=-1, keepdims=True)
+    return below | (tie & (np.cumsum(tie, axis=-1) <= need))
+
+
 @dataclass(frozen=True)
 class DriftParams:
     """Parameters of the drift generator.
@@ -140,12 +225,10 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
     birth[prompt_blocks:] = np.arange(born_during) * B
     size = np.full(N, block_bytes, np.int64)
 
-    mu = rng.normal(0.0, p.persistence, N)
-    z = rng.normal(0.0, 1.0, N)
-    noise = math.sqrt(max(0.0, 1.0 - p.phi ** 2))
+    latent = DriftLatent(rng, N, p.persistence, p.phi)
     # the read list is filled in place: one copy of it, whatever the size
     alive_t = prompt_blocks + np.arange(E) // B + 1
-    n_read_t = np.maximum(1, np.round((1.0 - p.sparsity) * alive_t).astype(np.int64))
+    n_read_t = drift_reads_per_step(alive_t, p.sparsity)
     ptr = np.zeros(E + 1, np.int64)
     np.cumsum(n_read_t, out=ptr[1:])
     r_e = np.repeat(np.arange(E, dtype=np.int64), n_read_t)
@@ -153,19 +236,11 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
     r_b = np.empty(ptr[-1], np.int64)
     for t in range(E):
         if t:
-            z = p.phi * z + noise * rng.normal(0.0, 1.0, N)
+            latent.advance()
         tail = prompt_blocks + t // B
         alive = tail + 1
-        n_read = int(n_read_t[t])
-        forced = np.zeros(alive, bool)
-        forced[:min(p.sinks, alive)] = True
-        forced[max(0, alive - p.recent):] = True
-        picked = np.flatnonzero(forced)[:n_read]
-        if picked.size < n_read:       # then the most important of the others
-            order = np.argsort(-(mu[:alive] + z[:alive]), kind="stable")
-            order = order[~forced[order]][:n_read - picked.size]
-            picked = np.concatenate([picked, order])
-        chosen = np.sort(picked)
+        forced = drift_forced(alive, p.sinks, p.recent)
+        chosen = np.flatnonzero(drift_select(latent.score(alive), int(n_read_t[t]), forced))
         r_i[ptr[t]:ptr[t + 1]] = chosen
         # tokens in each block after this step's append: full, except the tail block
         tokens = np.where(chosen == tail, (t % B) + 1, B)

@@ -18,18 +18,19 @@ hardware preset (tiers, peak FLOP/s) and a batch of requests into a placement in
   that receives the new token;
 - **reads**: an *access model* chooses, for every (step, request), how many tokens of each
   (layer, block) are read; the block's read bytes are those tokens x ``kv_bytes_per_token``.
-  Built in: :class:`DriftAccess` (per-block AR(1) drift + persistent heavy hitters, the
-  rule of :mod:`hetkv_opt.workloads.drift`) and :class:`PaperAccess` (token-level top-(1 - s)
-  with an age bias and low or high variation between steps), and
-  :class:`hetkv_opt.workloads.trace_replay.TraceAccess` (``access="trace"``: a real model's recorded
-  attention, replayed by a selection rule).  Any object with the same ``for_request``
-  method plugs in;
+  Built in (:mod:`hetkv_opt.workloads.access`): :class:`DriftAccess` (per-block AR(1)
+  drift + persistent heavy hitters, the rule of :mod:`hetkv_opt.workloads.drift`) and
+  :class:`PaperAccess` (token-level top-(1 - s) with an age bias and low or high variation
+  between steps), and :class:`hetkv_opt.workloads.trace_replay.TraceAccess`
+  (``access="trace"``: a real model's recorded attention, replayed by a selection rule).
+  Any object with the same ``for_request`` method (:class:`AccessModel`) plugs in;
 - **weights**: one item per layer (attention, norms, router, and the MLP of a dense
   model), read whole at every epoch of its layer while a request is active; pinned to
   tier 0 by default (``weights="free"`` lets the solver place them, ``"none"`` leaves
   them out);
 - **experts** (MoE models): one item per (layer, expert), read whole at an epoch when a
-  seeded router (:class:`ExpertRouter`: skewed popularity, persistent choices) sends
+  seeded router (:class:`~hetkv_opt.workloads.access.ExpertRouter`: skewed popularity,
+  persistent choices) sends
   some active request's token to it;
 - **compute floor** (optional): ``c_e = FLOPs(step, layer) / peak_flops`` with the
   FLOPs of :meth:`hetkv_opt.presets.ModelSpec.flops_per_token_layer` summed over the
@@ -59,17 +60,19 @@ import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from hetkv_opt.model.instance import Instance, make_instance
+from hetkv_opt.workloads.access import (VARIATIONS, AccessModel, DriftAccess, ExpertRouter,  # noqa: F401
+                                        PaperAccess, TokensRead, _filled)
+from hetkv_opt.workloads.drift import DriftParams
 from hetkv_opt.presets import HardwareSpec, ModelSpec, load_hardware, load_model
 
 ACCESS_MODELS = ("drift", "paper", "trace")
 WEIGHTS = ("pinned", "free", "none")
 EXPERTS = ("free", "none")
-VARIATIONS = {"low": 0.95, "high": 0.0}
 
 
 def _need(cond: bool, name: str, why: str) -> None:
@@ -169,165 +172,6 @@ def make_requests(batch: int = 1, prompt_tokens: str | int | Sequence[int] = 102
     return tuple(Request(int(x), int(y), int(z)) for x, y, z in zip(p, o, a))
 
 
-# ----------------------------------------------------------------------------- access models
-
-TokensRead = Callable[[int, int], np.ndarray]
-
-
-class AccessModel(Protocol):
-    """Chooses what each decode step of a request reads (the hook for real traces).
-
-    ``for_request`` is called once, when the request arrives; the function it returns is
-    called once per decode step ``t = 0, 1, ..., output_tokens - 1`` in order (so it may
-    keep state) with ``context_tokens = prompt_tokens + t + 1`` (the new token included),
-    and returns an integer array of shape ``(len(layer_ids), ceil(context_tokens /
-    block_tokens))``: the tokens of each (layer, block) read at that step (0 = not read;
-    at most the tokens the block holds).
-    """
-
-    def for_request(self, request_index: int, request: Request, layer_ids: np.ndarray,
-                    block_tokens: int, rng: np.random.Generator) -> TokensRead: ...
-
-
-def _filled(context_tokens: int, block_tokens: int) -> np.ndarray:
-    alive = -(-context_tokens // block_tokens)
-    f = np.full(alive, block_tokens, np.int64)
-    f[-1] = context_tokens - (alive - 1) * block_tokens
-    return f
-
-
-@dataclass(frozen=True)
-class DriftAccess:
-    """Block-level drift model (as :mod:`hetkv_opt.workloads.drift`), per (request, layer).
-
-    Every block has a persistent importance ``mu ~ N(0, persistence)`` (heavy hitters
-    stay heavy) and an AR(1) latent ``z(t) = phi z(t-1) + sqrt(1 - phi^2) eps``; a step
-    reads the ``sinks`` first and ``recent`` last blocks and the top blocks by ``mu + z``
-    until ``max(1, round((1 - sparsity) x alive blocks))`` are read, each whole (its
-    filled tokens).
-    """
-
-    sparsity: float = 0.6
-    phi: float = 0.9
-    persistence: float = 1.0
-    sinks: int = 1
-    recent: int = 1
-
-    def for_request(self, request_index, request, layer_ids, block_tokens, rng) -> TokensRead:
-        L = len(layer_ids)
-        nb = -(-(request.prompt_tokens + request.output_tokens) // block_tokens)
-        mu = rng.normal(0.0, self.persistence, (L, nb))
-        z = rng.normal(0.0, 1.0, (L, nb))
-        noise = math.sqrt(max(0.0, 1.0 - self.phi ** 2))
-        rows = np.arange(L)[:, None]
-
-        def tokens_read(t: int, context_tokens: int) -> np.ndarray:
-            nonlocal z
-            if t:
-                z = self.phi * z + noise * rng.standard_normal((L, nb))
-            filled = _filled(context_tokens, block_tokens)
-            alive = filled.size
-            n_read = max(1, int(round((1.0 - self.sparsity) * alive)))
-            cnt = np.zeros((L, alive), np.int64)
-            if n_read >= alive:
-                cnt[:] = filled
-                return cnt
-            score = mu[:, :alive] + z[:, :alive]
-            score[:, :min(self.sinks, alive)] = np.inf
-            if self.recent:
-                score[:, max(0, alive - self.recent):] = np.inf
-            top = np.argpartition(-score, n_read - 1, axis=1)[:, :n_read]
-            cnt[rows, top] = filled[top]
-            return cnt
-        return tokens_read
-
-
-@dataclass(frozen=True)
-class PaperAccess:
-    """Token-level synthetic model after the paper's simulator, with low or high variation.
-
-    At each (step, layer) the ``max(1, round((1 - sparsity) x context))`` tokens with the
-    smallest key ``log(age) - z`` are read (``age = context - position``: recent tokens are
-    favoured, as in the simulator's age-biased skipping); ``z`` is an AR(1) per token with
-    ``phi = 0`` for ``variation="high"`` (a fresh read set every step) and ``0.95`` for
-    ``"low"`` (the set drifts slowly), or ``phi`` when given.  ``sink_tokens`` first and
-    ``recent_tokens`` last tokens are always read.  A block's read bytes are its read
-    tokens x ``kv_bytes_per_token``.  This is our reading of PAPER.md's "top (100 - s)% of
-    tokens by score"; it costs O(layers x context) per step, so use ``drift`` at the
-    paper's full scale.
-    """
-
-    sparsity: float = 0.6
-    variation: str = "high"
-    phi: float | None = None
-    sink_tokens: int = 0
-    recent_tokens: int = 0
-
-    def for_request(self, request_index, request, layer_ids, block_tokens, rng) -> TokensRead:
-        L = len(layer_ids)
-        T = request.prompt_tokens + request.output_tokens
-        phi = VARIATIONS[self.variation] if self.phi is None else float(self.phi)
-        noise = np.float32(math.sqrt(max(0.0, 1.0 - phi ** 2)))
-        z = rng.standard_normal((L, T), dtype=np.float32)
-        log_age = np.log(np.arange(T, 0, -1, dtype=np.float32))   # log(age) for context T
-        rows = np.arange(L)[:, None]
-
-        def tokens_read(t: int, context_tokens: int) -> np.ndarray:
-            ctx = context_tokens
-            if t:
-                if phi == 0.0:
-                    z[:, :ctx] = rng.standard_normal((L, ctx), dtype=np.float32)
-                else:
-                    z[:, :ctx] = np.float32(phi) * z[:, :ctx] + noise * rng.standard_normal((L, ctx), dtype=np.float32)
-            alive = -(-ctx // block_tokens)
-            n_read = max(1, int(round((1.0 - self.sparsity) * ctx)))
-            if n_read >= ctx:
-                return np.broadcast_to(_filled(ctx, block_tokens), (L, alive)).copy()
-            key = log_age[T - ctx:] - z[:, :ctx]
-            if self.sink_tokens:
-                key[:, :min(self.sink_tokens, ctx)] = -np.inf
-            if self.recent_tokens:
-                key[:, max(0, ctx - self.recent_tokens):] = -np.inf
-            top = np.argpartition(key, n_read - 1, axis=1)[:, :n_read]
-            flat = (rows * alive + top // block_tokens).ravel()
-            return np.bincount(flat, minlength=L * alive).reshape(L, alive).astype(np.int64)
-        return tokens_read
-
-
-@dataclass(frozen=True)
-class ExpertRouter:
-    """A seeded MoE router: which ``top_k`` experts each (step, layer) of a request uses.
-
-    Per layer, expert popularity is drawn once from ``Dirichlet(skew)`` (small ``skew`` =
-    a few hot experts); each (request, layer) keeps its previous choice with probability
-    ``persistence`` and otherwise samples ``top_k`` distinct experts by popularity
-    (Gumbel top-k).
-    """
-
-    skew: float = 1.0
-    persistence: float = 0.5
-
-    def popularity(self, layers: int, experts: int, rng: np.random.Generator) -> np.ndarray:
-        """Log-popularity, shape (layers, experts)."""
-        p = rng.dirichlet(np.full(experts, self.skew), size=layers)
-        return np.log(np.maximum(p, 1e-300))
-
-    def for_request(self, log_pop: np.ndarray, top_k: int, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
-        L, X = log_pop.shape
-        prev = None
-
-        def route(t: int) -> np.ndarray:
-            nonlocal prev
-            g = -np.log(-np.log(rng.random((L, X)) + 1e-300) + 1e-300)
-            choice = np.argpartition(-(log_pop + g), top_k - 1, axis=1)[:, :top_k]
-            if prev is not None:
-                keep = rng.random(L) < self.persistence
-                choice[keep] = prev[keep]
-            prev = choice
-            return choice
-        return route
-
-
 # ----------------------------------------------------------------------------- parameters
 
 @dataclass(frozen=True)
@@ -349,7 +193,8 @@ class WorkloadParams:
     sparsity : float
         Fraction of the context *not* read per (step, layer), in [0, 1).
     phi, persistence, sinks, recent : float, float, int, int
-        :class:`DriftAccess` parameters (sinks / recent in blocks).
+        :class:`DriftAccess` parameters (sinks / recent in blocks); the defaults of these
+        and of ``sparsity`` are :class:`~hetkv_opt.workloads.drift.DriftParams`'.
     variation : {"low", "high"}
         :class:`PaperAccess` parameter.
     traces : tuple of str
@@ -376,11 +221,11 @@ class WorkloadParams:
     block_tokens: int = 16
     layers: int | tuple[int, ...] | None = None
     access: str = "drift"
-    sparsity: float = 0.6
-    phi: float = 0.9
-    persistence: float = 1.0
-    sinks: int = 1
-    recent: int = 1
+    sparsity: float = DriftParams.sparsity
+    phi: float = DriftParams.phi
+    persistence: float = DriftParams.persistence
+    sinks: int = DriftParams.sinks
+    recent: int = DriftParams.recent
     variation: str = "high"
     traces: tuple[str, ...] = ()
     rule: str = "topk"

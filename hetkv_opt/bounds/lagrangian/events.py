@@ -1,6 +1,6 @@
 """An event-compressed oracle for the Lagrangian bound (two tiers; exclusive or inclusive).
 
-The dense oracle (:func:`hetkv_opt.bounds.lagrangian.core._evaluate`) steps every free item through
+The dense oracle (:func:`hetkv_opt.bounds.lagrangian.oracle.evaluate`) steps every free item through
 every epoch of its life.  Between two *events* of an item (its birth, an epoch where it is
 read or written, its last epoch) nothing about the item changes but its residency price
 and the possible copies, and with per-byte prices those depend only on the item's size.
@@ -28,28 +28,36 @@ is optimal: one interval in a difference array); the others are expanded through
 table's ``MID`` entries down to single steps, only where the path moves.
 
 Inclusive mode is the same recursion on the prices of
-:func:`hetkv_opt.bounds.lagrangian.core._tier_prices` (state 0 = "has a tier-0 copy"; a demotion is
-free) with the dense oracle's inclusive supergradient.
+:func:`hetkv_opt.bounds.lagrangian.problem.tier_prices` (state 0 = "has a tier-0 copy"; a demotion
+is free) with the dense oracle's inclusive supergradient.  The constant part of L
+(:func:`~hetkv_opt.bounds.lagrangian.problem.constant_term`) and the supergradient from the
+paths' traffic (:func:`~hetkv_opt.bounds.lagrangian.problem.gradient_from_traffic`) are the
+dense oracle's own functions.
 
 The value equals the dense oracle's up to floating-point reassociation (the same sums
 in another order); the supergradient is the dense one up to ties between equally cheap
-paths (both are supergradients).  :func:`hetkv_opt.bounds.lagrangian.core.verify_bound` stays dense
-and independent.
+paths (both are supergradients).  :func:`hetkv_opt.bounds.lagrangian.verify.verify_bound` stays
+dense and independent.
 
 Examples
 --------
 >>> from hetkv_opt.workloads.drift import drift_instance
->>> from hetkv_opt.bounds.lagrangian.core import _prepare, _initial_prices, _evaluate
->>> p = _prepare(drift_instance(blocks=12, steps=6))
->>> lam, mu = _initial_prices(p)
+>>> from hetkv_opt.bounds.lagrangian.problem import prepare
+>>> from hetkv_opt.bounds.lagrangian.master import initial_prices
+>>> from hetkv_opt.bounds.lagrangian.oracle import evaluate
+>>> p = prepare(drift_instance(blocks=12, steps=6))
+>>> lam, mu = initial_prices(p)
 >>> oracle = EventOracle(p)
->>> abs(oracle.evaluate(lam, mu).value - _evaluate(p, lam, mu).value) < 1e-9
+>>> abs(oracle.evaluate(lam, mu).value - evaluate(p, lam, mu).value) < 1e-9
 True
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from hetkv_opt.bounds.lagrangian.problem import (Eval, constant_term, gradient_from_traffic,
+                                                 tier_prices)
 
 #: ``auto`` uses the event oracle when events / free item-epochs is at most this
 #: (benchmarks/bench_lagrangian_events.py, time per call vs the dense oracle: 0.8x at
@@ -122,9 +130,9 @@ def _mp_mid(A, B):
 class EventOracle:
     """The event-compressed oracle for one prepared problem (see the module docstring).
 
-    Built once per :class:`hetkv_opt.bounds.lagrangian.core._Problem` (the static event structure);
-    :meth:`evaluate` takes the prices like the dense oracle and returns an ``_Eval``
-    without ``states``.
+    Built once per :class:`hetkv_opt.bounds.lagrangian.problem.Problem` (the static event
+    structure); :meth:`evaluate` takes the prices like the dense oracle and returns an
+    :class:`~hetkv_opt.bounds.lagrangian.problem.Eval` without ``states``.
     """
 
     def __init__(self, p):
@@ -234,15 +242,10 @@ class EventOracle:
     # ------------------------------------------------------------------ oracle
 
     def evaluate(self, lam, mu, *, gradient: bool = True):
-        from hetkv_opt.bounds.lagrangian.core import _Eval, _tier_prices
         p, n = self.p, self.n_ev
         inf = np.inf
-        NR, NW, NS, OUT, IN = _tier_prices(p, lam, mu)
-        const = (float(np.sum(p.c)) - float(np.sum(lam.sum(axis=0) * p.c))
-                 + float(np.sum(lam * p.const)) - float(np.sum(mu * p.rooms)))
-        if p.inclusive:
-            PR = p.CR.T @ lam
-            const += float(np.sum(np.minimum(PR[0] - PR[1], 0.0) * p.R0pin))
+        NR, NW, NS, OUT, IN = tier_prices(p, lam, mu)
+        const = constant_term(p, lam, mu)
         T, MID, STAY = self._tables(NS, OUT, IN)
         # gap matrices M (4, n): identity at first events
         M = np.empty((4, n))
@@ -299,7 +302,7 @@ class EventOracle:
                              f"at every epoch of its life")
         value = const + float(np.sum(sp))
         if not gradient:
-            return _Eval(value, None, None, None)
+            return Eval(value, None, None, None)
         # ---- states at events
         # the state before each gap given the state after it (ties: the same state)
         del X0, X1
@@ -314,7 +317,7 @@ class EventOracle:
             x[pos - 1] = np.where(x[pos] == 0, ch0[pos], ch1[pos])
         del M, ch0, ch1
         g_lam, g_mu = self._subgradient(lam, x, stay, T, MID, STAY)
-        return _Eval(value, g_lam, g_mu, None)
+        return Eval(value, g_lam, g_mu, None)
 
     # ------------------------------------------------------------------ traffic
 
@@ -421,19 +424,7 @@ class EventOracle:
         Min = np.bincount(mv_b * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         Mout = np.bincount(mv_a * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         occ = occ + Min
-        g = p.const - p.c[None, :]
-        if p.inclusive:              # as hetkv_opt.bounds.lagrangian.core._subgradient
-            PR = p.CR.T @ lam
-            H = np.where((PR[0] - PR[1]) < 0, R[0] + p.R0pin, 0.0)
-            g = (g + np.outer(p.CR[:, 0] - p.CR[:, 1], H) + np.outer(p.CW[:, 0], W[0])
-                 + np.outer(p.CI[:, 0], Min[0]) + np.outer(p.CO[:, 1], Mout[1]))
-        else:
-            g = g + p.CR @ R + p.CW @ W + p.CI @ Min + p.CO @ Mout
-            if p.jc is not None:
-                g[p.jc] += p.cut_B * R[0]
-        g_mu = (np.vstack([occ[k] - p.rooms[i] for i, k in enumerate(p.cap_tiers)])
-                if p.cap_tiers else np.zeros((0, E)))
-        return g, g_mu
+        return gradient_from_traffic(p, lam, R, W, Min, Mout, occ)
 
 
 __all__ = ["AUTO_MAX_DENSITY", "AUTO_MIN_ITEM_EPOCHS", "EventOracle", "applicable", "choose"]

@@ -1,0 +1,229 @@
+"""``hetkv solve``, ``hetkv evaluate`` and ``hetkv info``: one instance, solved, scored, described.
+
+Added to the main app by :func:`register`.  ``--method`` offers exactly the keys of
+:data:`hetkv_opt.solve.METHODS` (:class:`Method` is made from them).
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from hetkv_opt.cli.common import (Format, config_from_options, emit_json, err, fail, fmt_pct,
+                                  fmt_s, load_instance, out)
+from hetkv_opt.model.instance import ModelError
+from hetkv_opt.solve import METHODS
+
+#: ``--method``: the names of :data:`hetkv_opt.solve.METHODS`, in its order
+Method = Enum("Method", {m: m for m in METHODS}, type=str, module=__name__)
+
+
+def solve(
+    instance: Path = typer.Argument(..., help="Instance file (.json or .npz)."),
+    method: Method = typer.Option(Method.auto, "--method", "-m", help="auto: LP bound, then the MILP in the time left."),
+    time_limit: Optional[float] = typer.Option(60.0, "--time-limit", "-t", help="Wall-clock seconds for the whole solve."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schedule here (.json or .npz)."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f"),
+    solver_preset: Optional[str] = typer.Option(None, "--solver-preset", help="Preset name (solvers/NAME.toml) or path."),
+    gap: Optional[float] = typer.Option(None, "--gap", help="Relative MIP gap at which to stop."),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Solver random seed."),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A schedule file to start the MILP from."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="HiGHS's log on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+):
+    """Solve an instance: the best schedule found, the best proven bound, and the gap."""
+    from hetkv_opt.io.files import instance_hash, load_schedule, save_schedule
+    from hetkv_opt.solve import solve as run_solve
+    if time_limit is not None and time_limit <= 0:
+        fail("option '--time-limit': must be > 0")
+    cfg = config_from_options(solver_preset, gap, threads, seed)
+    inst = load_instance(instance)
+    ws = None
+    if warm_start is not None:
+        try:
+            ws = load_schedule(warm_start)
+        except ModelError as exc:
+            fail(str(exc))
+    log = (lambda line: err.print(line, markup=False, highlight=False)) if verbose else None
+    progress_cb, stop = _progress(time_limit, enabled=not quiet and not verbose and method.value in ("auto", "milp", "lagrangian", "flow"))
+    try:
+        res = run_solve(inst, method.value, time_limit_s=time_limit, config=cfg, warm_start=ws,
+                        log=log, progress=progress_cb)
+    except ValueError as exc:
+        stop()
+        fail(str(exc))
+    stop()
+    if out_path is not None and res.schedule is not None:
+        save_schedule(res.schedule, out_path, extra={
+            "method": res.method, "status": res.status, "total_time_s": res.total_time_s,
+            "bound_s": res.bound_s, "bound_method": res.bound_method,
+            "instance_sha256": instance_hash(inst)})
+    elif out_path is not None:
+        err.print(f"no schedule to write to {out_path} (status {res.status})")
+    d = res.to_dict()
+    d["instance_sha256"] = instance_hash(inst)
+    if fmt == Format.json:
+        emit_json(d)
+    else:
+        _print_result(d)
+    if res.status == "error":
+        raise typer.Exit(code=1)
+
+
+def _progress(time_limit, enabled: bool):
+    """A live line on stderr: elapsed / limit, incumbent, bound, gap."""
+    if not enabled:
+        return None, (lambda: None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    prog = Progress(TextColumn("[bold]{task.fields[phase]}[/]"), BarColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.description}"), console=err, transient=True)
+    total = time_limit if time_limit else None
+    task = prog.add_task("starting", total=total, phase="solve")
+    state = {"last": 0.0, "started": False}
+
+    def cb(info):
+        now = time.monotonic()
+        if now - state["last"] < 0.25:
+            return
+        state["last"] = now
+        if not state["started"]:
+            prog.start()
+            state["started"] = True
+        desc = (f"best {fmt_s(info['incumbent_s'])}  bound {fmt_s(info['bound_s'])}  "
+                f"gap {fmt_pct(info['gap'])}")
+        prog.update(task, completed=info["elapsed_s"], description=desc,
+                    phase=str(info.get("phase", "milp")).upper())
+
+    def stop():
+        if state["started"]:
+            prog.stop()
+    return cb, stop
+
+
+def _print_result(d: dict) -> None:
+    t = Table(title=f"hetkv solve: {d['instance']}", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("status", d["status"])
+    t.add_row("method", d["method"])
+    t.add_row("total time T (evaluator)", fmt_s(d["total_time_s"]))
+    t.add_row("best proven bound", f"{fmt_s(d['bound_s'])} ({d['bound_method'] or '-'})")
+    t.add_row("gap", fmt_pct(d["gap"]))
+    thr = d["throughput_steps_per_s"]
+    t.add_row("throughput", "-" if thr is None else f"{thr:.6g} steps/s")
+    bthr = d["throughput_bound_steps_per_s"]
+    t.add_row("throughput upper bound", "-" if bthr is None else f"{bthr:.6g} steps/s")
+    share = d["hbm_read_share"]
+    t.add_row("tier-0 share of reads", "-" if share is None else f"{share:.4f}")
+    t.add_row("moves", "-" if d["num_moves"] is None else str(d["num_moves"]))
+    for name, val in sorted(d["details"].get("bounds_s", {}).items()):
+        t.add_row(f"bound: {name}", fmt_s(val))
+    t.add_row("runtime", f"{d['runtime_s']:.3f} s")
+    if d["message"]:
+        t.add_row("note", d["message"])
+    out.print(t)
+
+
+def evaluate(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    schedule: Path = typer.Argument(..., help="Schedule file."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f"),
+    per_epoch: bool = typer.Option(False, "--per-epoch", help="Include τ(e) and its binding term per epoch (JSON)."),
+):
+    """Score a schedule with the independent evaluator (exit 1 if it is infeasible)."""
+    from hetkv_opt.model.evaluate import evaluate as run_eval
+    from hetkv_opt.io.files import load_schedule
+    inst = load_instance(instance)
+    try:
+        sch = load_schedule(schedule)
+    except ModelError as exc:
+        fail(str(exc))
+    ev = run_eval(inst, sch)
+    d = ev.summary()
+    d["instance"] = inst.name
+    if per_epoch:
+        d["epoch_time_s"] = ev.epoch_time_s.tolist()
+        d["binding"] = list(ev.binding)
+    if fmt == Format.json:
+        emit_json(d)
+    else:
+        t = Table(title=f"hetkv evaluate: {inst.name}", show_header=False)
+        t.add_column("what", style="bold")
+        t.add_column("value")
+        t.add_row("feasible", "yes" if d["feasible"] else "NO")
+        t.add_row("total time T", fmt_s(d["total_time_s"]))
+        thr = d["throughput_steps_per_s"]
+        t.add_row("throughput", "-" if thr is None else f"{thr:.6g} steps/s")
+        bw = d["effective_read_Bps"]
+        t.add_row("effective read bandwidth", "-" if bw is None else f"{bw / 1e9:.6g} GB/s")
+        share = d["hbm_read_share"]
+        t.add_row("tier-0 share of reads", "-" if share is None else f"{share:.4f}")
+        t.add_row("moves", str(d["num_moves"]))
+        for name, count in d["binding_epochs"].items():
+            t.add_row(f"epochs set by {name}", str(count))
+        for v in d["violations"][:10]:
+            t.add_row("violation", v)
+        out.print(t)
+    if not ev.feasible:
+        raise typer.Exit(code=1)
+
+
+def info(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f"),
+):
+    """Sizes, tiers, bytes read and written, and the aggregate-bandwidth bound."""
+    from hetkv_opt.model.evaluate import format_bytes
+    from hetkv_opt.io.files import instance_hash
+    from hetkv_opt.model.terms import aggregate_bound_s
+    inst = load_instance(instance)
+    d = {"name": inst.name, "mode": inst.mode, "items": inst.num_items, "epochs": inst.num_epochs,
+         "steps": inst.num_steps, "item_epochs": int((inst.death - inst.birth).sum()),
+         "reads": int(inst.read_bytes.size), "read_bytes": int(inst.read_bytes.sum()),
+         "writes": int(inst.write_bytes.size), "write_bytes": int(inst.write_bytes.sum()),
+         "total_item_bytes": int(inst.size_bytes.sum()),
+         "pinned_items": int((inst.pinned_tier >= 0).sum()),
+         "tiers": [{"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps,
+                    "link_read_Bps": t.link_read_Bps, "link_write_Bps": t.link_write_Bps}
+                   for t in inst.tiers],
+         "aggregate_bound_s": aggregate_bound_s(inst), "sha256": instance_hash(inst)}
+    if fmt == Format.json:
+        emit_json(d)
+        return
+    t = Table(title=f"hetkv info: {inst.name}", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    for key in ("mode", "items", "epochs", "steps", "item_epochs", "pinned_items"):
+        t.add_row(key.replace("_", " "), str(d[key]))
+    t.add_row("reads", f"{d['reads']} ({format_bytes(d['read_bytes'])})")
+    t.add_row("writes", f"{d['writes']} ({format_bytes(d['write_bytes'])})")
+    t.add_row("all items", format_bytes(d["total_item_bytes"]))
+    t.add_row("aggregate-bandwidth bound", fmt_s(d["aggregate_bound_s"]))
+    t.add_row("sha256", d["sha256"][:16] + "...")
+    out.print(t)
+    tt = Table(title="tiers")
+    for col in ("tier", "capacity", "bandwidth", "link read", "link write"):
+        tt.add_column(col)
+    for tier in d["tiers"]:
+        def bw(x):
+            return "-" if x is None else f"{x / 1e9:.4g} GB/s"
+        cap = tier["capacity_bytes"]
+        tt.add_row(tier["name"], "unbounded" if cap is None else format_bytes(cap),
+                   bw(tier["bandwidth_Bps"]), bw(tier["link_read_Bps"]), bw(tier["link_write_Bps"]))
+    out.print(tt)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``solve``, ``evaluate`` and ``info`` to the ``hetkv`` app."""
+    app.command("solve")(solve)
+    app.command("evaluate")(evaluate)
+    app.command("info")(info)
+
+
+__all__ = ["Method", "evaluate", "info", "register", "solve"]
