@@ -57,6 +57,10 @@ class Status(str, Enum):
 
 STATUSES = tuple(s.value for s in Status)
 
+#: "optimal within gap g" allows this much more than g: the MILP's bound is reported less a
+#: 1e-6 relative safety margin, so a requested gap of 0 could otherwise never be proven
+OPTIMAL_SLACK = 1e-5
+
 
 @dataclass(frozen=True, kw_only=True)
 class SolveResult:
@@ -222,7 +226,8 @@ def finish(instance: Instance, method: str, *, status: str, t_start: float,
     if status in (Status.OPTIMAL, Status.FEASIBLE) and schedule is None:
         status = Status.TIME_LIMIT_NO_SOLUTION
     g = gap(total, bound)
-    if status == Status.OPTIMAL and gap_tol is not None and g is not None and g > gap_tol + 1e-5:
+    if status == Status.OPTIMAL and gap_tol is not None and g is not None and \
+            g > gap_tol + OPTIMAL_SLACK:
         # the solver's word is not enough: "optimal" needs a proven bound within the tolerance
         status = Status.FEASIBLE
         message = (message + "; " if message else "") + (
@@ -246,4 +251,4 @@ def proven(res: SolveResult, gap_tol: float) -> SolveResult:
     return res
 
 
-__all__ = ["STATUSES", "SolveResult", "Status", "finish", "gap", "proven"]
+__all__ = ["OPTIMAL_SLACK", "STATUSES", "SolveResult", "Status", "finish", "gap", "proven"]

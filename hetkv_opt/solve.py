@@ -13,11 +13,13 @@ import time
 from typing import Callable
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
-from hetkv_opt.methods.auto import relay, solve_auto
+from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.auto import Infeasible, first_bound, relay, solve_auto
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.flow import check_supported, solve_flow
 from hetkv_opt.methods.rolling import solve_rolling
 from hetkv_opt.milp.config import SolverConfig
+from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.model.terms import aggregate_bound_s
@@ -44,28 +46,34 @@ def _run_lagrangian(instance, *, time_limit_s, config, warm_start, log, progress
 
 
 def _heuristic(name: str):
-    """A heuristic measured against the LP bound (a quarter of the time at most)."""
+    """A heuristic measured against the best proof a quarter of the time gives (the LP
+    bound where it is predicted to finish, else the Lagrangian bound)."""
     def run(instance, *, time_limit_s, config, warm_start, log, progress):
         t_start = time.perf_counter()
+        dl = Deadline.of(time_limit_s, start=t_start)
         if name == "flow":
             try:
                 check_supported(instance)
             except NotImplementedError as exc:   # a choice the caller can change: say so
                 raise ValueError(f"method 'flow': {exc}; use auto, milp or rolling") from None
-        lp = solve_lp(instance, config=config,
-                      time_limit_s=None if time_limit_s is None else time_limit_s / 4)
-        if lp.status == "infeasible":
-            return lp.with_(method=name)
-        bounds = {k: v for k, v in lp.details.get("bounds_s", {}).items() if k == "lp"}
-        left = None if time_limit_s is None else max(
-            time_limit_s - (time.perf_counter() - t_start), 0.1)
+        pre = capacity_precheck(instance)
+        if pre:
+            return finish(instance, name, status="infeasible", t_start=t_start, message=pre)
+        try:
+            bounds, how = first_bound(instance, dl, config, 0.25)
+        except Infeasible as exc:
+            return finish(instance, name, status="infeasible", t_start=t_start,
+                          message=str(exc))
         if name == "flow":
-            res = solve_flow(instance, time_limit_s=left, bounds=bounds,
-                             progress=relay(progress, "flow", t_start, bounds.get("lp")))
+            res = solve_flow(instance, time_limit_s=dl, bounds=bounds,
+                             progress=relay(progress, "flow", t_start, max(bounds.values(),
+                                                                           default=None)))
         else:
-            res = solve_rolling(instance, time_limit_s=left, config=config,
+            res = solve_rolling(instance, time_limit_s=dl, config=config,
                                 warm_start=warm_start, bounds=bounds)
-        return proven(res.with_(runtime_s=time.perf_counter() - t_start), config.mip_rel_gap)
+        res = res.with_(runtime_s=time.perf_counter() - t_start,
+                        details={**res.details, "bound_phase": how})
+        return proven(res, config.mip_rel_gap)
     run.__name__ = f"_run_{name}"
     return run
 

@@ -4,16 +4,12 @@ random instances (see ``brute_force.py`` and ``strategies.py``)."""
 from __future__ import annotations
 
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from brute_force import brute_force, num_candidates  # noqa: E402
-from strategies import instances, random_instance  # noqa: E402
+from hetkv_opt.testing import brute_force, num_candidates  # noqa: E402
+from hetkv_opt.testing import instances, random_instance  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
@@ -57,9 +53,10 @@ def check_optimal_result(inst, res, best: float, label: str) -> None:
     ev = evaluate(inst, res.schedule)
     assert ev.feasible, ev.violations
     assert ev.total_time_s == res.total_time_s
-    # the solver's own objective describes the same schedule (auto may prove a rounded LP
-    # solution optimal by the LP bound alone: then no solver objective exists)
-    if res.details.get("solved_by") != "lp rounding":
+    # the solver's own objective describes the same schedule (auto's portfolio may prove a
+    # policy's, a static or a rounded LP schedule optimal without the MILP: then no solver
+    # objective exists)
+    if res.details.get("solved_by", "milp") == "milp":
         assert res.solver_objective_s is not None
         assert close(res.solver_objective_s, ev.total_time_s), (res.solver_objective_s, ev.total_time_s)
     # bounds are proofs: never above the optimum
@@ -67,8 +64,8 @@ def check_optimal_result(inst, res, best: float, label: str) -> None:
     # the MILP's own bound; when no column is integer the model is an LP and its
     # weak-duality bound stands in (see test_optimal_lp_only_model_reports_a_closed_gap)
     key = "milp" if res.details.get("model", {}).get("integer_columns", 1) > 0 else "lp"
-    if res.details.get("solved_by") == "lp rounding":
-        key = "lp"          # auto proved the rounded LP solution optimal without the MILP
+    if res.details.get("solved_by", "milp") != "milp":
+        key = res.bound_method   # auto proved a schedule optimal without the MILP
     milp_bound = res.details["bounds_s"].get(key)
     assert milp_bound is not None and leq(milp_bound, best), (key, milp_bound, best)
     # with no gap asked for, the MILP closes it
@@ -142,11 +139,12 @@ def test_auto_method_matches_brute_force(seed):
         assert res.status == "infeasible", (res.status, res.message)
         return
     check_optimal_result(inst, res, bf.best_time_s, "auto")
-    # auto runs the LP first: its bound is in the result
-    assert "lp" in res.details["bounds_s"]
-    # ... and the MILP's, unless the rounded LP solution was already proven optimal
-    assert "milp" in res.details["bounds_s"] or res.details.get("solved_by") == "lp rounding"
-    assert leq(res.details["bounds_s"]["lp"], bf.best_time_s)
+    # auto's portfolio: the MILP's bound, unless a cheaper phase already proved the optimum
+    assert "milp" in res.details["bounds_s"] or res.details.get("solved_by") != "milp"
+    for method, value in res.details["bounds_s"].items():
+        assert leq(value, bf.best_time_s), (method, value, bf.best_time_s)
+    # every phase is recorded, with what it knew when it ended
+    assert res.details["phases"] and all("runtime_s" in p for p in res.details["phases"])
 
 
 @pytest.mark.parametrize("seeds", [SEEDS[j::10] for j in range(10)], ids=lambda s: f"seeds{s[0]}")

@@ -12,24 +12,24 @@ from __future__ import annotations
 import time
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
+from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_lp, solve_milp
+from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import solve_flow
-from hetkv_opt.methods.starts import best_schedule, static_schedule, trivial_schedule, \
-    two_fastest_tiers
+from hetkv_opt.methods.starts import static_schedule, two_fastest_tiers
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
+from hetkv_opt.model.terms import aggregate_bound_s
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.policies import PolicyError, get_policy, run_policy
-from hetkv_opt.result import SolveResult, finish, gap, proven
+from hetkv_opt.result import SolveResult, finish, gap
 
-# auto switches to the scale methods above this many free item-epochs (the LP of 1024 x 256
-# = 262k item-epochs takes ~26 s; the next size up would not leave the MILP any time)
-AUTO_MILP_MAX_ITEM_EPOCHS = 300_000
-
-#: policies whose schedules auto's scale path also tries (see ``hetkv policies``)
-SCALE_PATH_POLICIES = ("balance", "belady")
+#: the exact phase (LP, MILP) is never tried above this many free item-epochs, whatever the
+#: time: its model alone would take gigabytes (about 1.5 kB per item-epoch).  Below it the
+#: decision is measured (:func:`~hetkv_opt.methods.portfolio.predict_lp_s`).
+AUTO_MILP_MAX_ITEM_EPOCHS = 4_000_000
 
 
 def item_epochs(inst: Instance) -> int:
@@ -57,112 +57,222 @@ def relay(progress, phase: str, t_start: float, bound=None):
     return cb
 
 
-def solve_auto(instance: Instance, *, time_limit_s: float | None, config: SolverConfig,
+def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", config: SolverConfig,
                warm_start: Schedule | None = None, log=None, progress=None) -> SolveResult:
-    """The ``auto`` method (see the module docstring)."""
+    """The ``auto`` method: an anytime portfolio under one deadline.
+
+    1. *Cheap phase* (a few per cent of the budget): the caller's warm start, every "all in
+       one tier" schedule and the :data:`CHEAP_POLICIES`, and a short Lagrangian run: from
+       here on there is a feasible schedule and a proof better than the aggregate line.
+    2. *Exact phase*, where it can finish: the LP relaxation when :func:`predict_lp_s` (a
+       measured pilot) says it fits in its share of the time left; its solution rounded;
+       then the MILP, started from the best schedule, in the time that is left.
+    3. *Scale phase* otherwise: the Lagrangian bound (warm-started from the cheap phase's
+       prices) and the flow heuristic (two-tier exclusive, and the two fastest tiers of a
+       three-tier instance).
+
+    The best evaluated schedule and the best proof win; ``details["phases"]`` records every
+    phase (runtime, bound and best schedule after it, finished or stopped), and the
+    message says what happened.  Ctrl-C ends the phase at hand and returns what is known.
+    """
     t_start = time.perf_counter()
-    if item_epochs(instance) > AUTO_MILP_MAX_ITEM_EPOCHS and config.backend != "pulp":
-        return solve_scale(instance, time_limit_s=time_limit_s, config=config,
-                           warm_start=warm_start, t_start=t_start, progress=progress)
+    dl = Deadline.of(time_limit_s, start=t_start)
     if config.backend == "pulp":
-        return solve_milp(instance, time_limit_s=time_limit_s, config=config, method_name="auto")
-    # the LP bound (cheap, a proof), then the MILP with the time left
-    rounded: list = []
-    lp = solve_lp(instance, time_limit_s=time_limit_s, config=config, rounding=rounded)
-    if lp.status in ("infeasible", "error"):
-        return lp.with_(method="auto")
-    # the best starting schedule: the caller's, the rounded LP solution, or the trivial one
-    best_start, best_T = best_schedule(
-        instance, [warm_start, rounded[0] if rounded else None, trivial_schedule(instance)])
-    lp_bounds = lp.details.get("bounds_s", {})
-    remaining = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t_start)
-    lp_bound = lp_bounds.get("lp")
-    if best_start is not None and (
-            (remaining is not None and remaining <= 0.05)
-            or (lp_bound is not None and gap(best_T, lp_bound) <= config.mip_rel_gap)):
-        # the LP already proves this schedule optimal (or no time is left for the MILP)
-        return finish(instance, "auto", status="optimal", schedule=best_start, bounds=lp_bounds,
-                      t_start=t_start, details={**lp.details, "solved_by": "lp rounding"},
-                      gap_tol=config.mip_rel_gap)
-    if remaining is not None and remaining <= 0.05:
-        return lp.with_(method="auto")
-    res = solve_milp(instance, time_limit_s=remaining, config=config, warm_start=best_start,
-                     extra_bounds=lp_bounds, log=log, progress=progress, method_name="auto")
-    return res.with_(details={**res.details, "lp": lp.details.get("lp")},
-                     runtime_s=time.perf_counter() - t_start)
-
-
-def solve_scale(instance: Instance, *, time_limit_s, config: SolverConfig, warm_start,
-                t_start: float, progress=None) -> SolveResult:
-    """auto for large instances: the Lagrangian bound (40 % of the time), then the flow
-    heuristic (two-tier exclusive) and the schedules of :data:`SCALE_PATH_POLICIES`; the
-    best evaluated one of these, the static schedules and the caller's warm start wins.
-    Ctrl-C ends the current phase and returns what is at hand (the best prices so far still
-    prove their bound; the best schedule so far is evaluated)."""
+        return solve_milp(instance, time_limit_s=dl, config=config, method_name="auto")
     pre = capacity_precheck(instance)
     if pre:
         return finish(instance, "auto", status="infeasible", t_start=t_start, message=pre)
-    share = None if time_limit_s is None else 0.4 * time_limit_s
-    lag = solve_lagrangian(instance, time_limit_s=share, stop_on_interrupt=True,
-                           progress=relay(progress, "lagrangian", t_start))
-    bounds = dict(lag.details.get("bounds_s", {}))
-    lag_info = lag.details.get("lagrangian") or {}
-    details = {"scale_path": True, "lagrangian": lag_info}
-    interrupted = bool(lag_info.get("interrupted"))
-    # the caller's start and every "all in one tier" schedule (the last one is the trivial)
-    starts = [warm_start] if warm_start is not None else []
-    starts += [static_schedule(instance, k) for k in range(instance.num_tiers)]
-    if not interrupted:
-        # policy schedules first (cheap; any number of tiers, either mode), then the flow
-        # heuristic (two-tier exclusive) with the time that is left
-        pol, stopped = policy_schedules(instance, time_limit_s, t_start)
-        interrupted = interrupted or stopped
-        details["policies_s"] = {name: T for name, (T, _) in pol.items()}
-        starts.extend(sched for _, sched in pol.values())
-    flow_inst = two_fastest_tiers(instance)
-    if flow_inst is not None and not interrupted:
-        left = None if time_limit_s is None else max(
-            time_limit_s - (time.perf_counter() - t_start), 1.0)
-        # one min-cost-flow solve cannot be interrupted: the full "chain" graph (~6 arcs a
-        # read; 1.7M arcs took 161 s) only when it is small, else the interval graph
-        # ("runs": 47k arcs, 6 s, 1.7 % worse on a 2048 x 512 drift instance)
-        graph = "chain" if 6 * instance.read_bytes.size <= 600_000 else "runs"
-        flow = solve_flow(flow_inst, time_limit_s=left, bounds=bounds, graph=graph,
-                          stop_on_interrupt=True,
-                          progress=relay(progress, "flow", t_start, bound=lag.bound_s))
-        details["flow"] = {k: v for k, v in flow.details.items() if k != "bounds_s"}
-        interrupted = interrupted or bool(details["flow"].get("flow", {}).get("interrupted"))
-        if flow.schedule is not None:
-            starts.insert(0, flow.schedule)
-    best, _ = best_schedule(instance, starts)
-    status = "feasible" if best is not None else "bound_only"
-    msg = "" if best is not None else "no feasible schedule found"
+    book = Ledger(instance, dl, progress)
+    book.prove("aggregate", aggregate_bound_s(instance))
+    # "scale_path": the exact phase (LP, MILP) is out of reach or was not chosen
+    details: dict = {"scale_path": True} if item_epochs(instance) > AUTO_MILP_MAX_ITEM_EPOCHS else {}
+    interrupted = False
+    tol = config.mip_rel_gap
+    try:
+        _cheap_phase(book, warm_start, config, details)
+        if not book.closed(tol):
+            _main_phases(book, config, details, log, progress, tol)
+    except KeyboardInterrupt:
+        interrupted = True
+    except Infeasible as exc:
+        return finish(instance, "auto", status="infeasible", bounds=book.bounds,
+                      t_start=t_start, details={"phases": book.phases}, message=str(exc))
+    details["phases"] = book.phases
+    message = book.summary()
     if interrupted:
         details["interrupted"] = True
-        msg = "interrupted (Ctrl-C): the best bound and schedule found so far" + (
-            f"; {msg}" if msg else "")
-    return proven(finish(instance, "auto", status=status, schedule=best, bounds=bounds,
-                         t_start=t_start, details=details, message=msg), config.mip_rel_gap)
+        message = "interrupted (Ctrl-C): the best bound and schedule found so far; " + message
+    status = "feasible" if book.best is not None else "bound_only"
+    if book.best is not None and book.closed(tol):
+        status = "optimal"
+    if book.best_source is not None:
+        details["solved_by"] = book.best_source
+    return finish(instance, "auto", status=status, schedule=book.best,
+                  solver_objective_s=book.best_objective_s, bounds=book.bounds,
+                  t_start=t_start, details=details, message=message, gap_tol=tol)
 
 
-def policy_schedules(instance: Instance, time_limit_s, t_start) -> tuple[dict, bool]:
-    """Schedules of :data:`SCALE_PATH_POLICIES`, as ``{name: (T, schedule)}`` (feasible
-    ones only), while time is left; and whether Ctrl-C stopped them."""
-    out: dict = {}
-    for name in SCALE_PATH_POLICIES:
-        if time_limit_s is not None and time.perf_counter() - t_start >= time_limit_s:
-            break
-        try:
-            sched = run_policy(instance, get_policy(name)).schedule()
-        except PolicyError:
-            continue                 # a policy can corner itself when every tier is bounded
-        except KeyboardInterrupt:
-            return out, True
-        ev = evaluate(instance, sched)
-        if ev.feasible:
-            out[name] = (ev.total_time_s, sched)
-    return out, False
+#: baseline policies whose schedules auto always tries first (cheap; any tiers, either mode)
+CHEAP_POLICIES = ("balance", "belady", "lru")
+#: share of the budget the cheap phase's Lagrangian run may take
+CHEAP_LAGRANGIAN_SHARE = 0.05
+#: a cheap step runs even past the deadline when it is predicted to take less than this
+#: (the first schedule and the first proof are worth a second: "-t 1e-9" still answers)
+CHEAP_GRACE_S = 0.5
 
 
-__all__ = ["AUTO_MILP_MAX_ITEM_EPOCHS", "SCALE_PATH_POLICIES", "item_epochs", "relay",
-           "solve_auto", "solve_scale"]
+def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) -> None:
+    inst, dl = book.instance, book.deadline
+    with book.phase("starts"):
+        book.offer(warm_start, "warm start")
+        for k in range(inst.num_tiers):
+            book.offer(static_schedule(inst, k), f"static in tier {inst.tiers[k].name}")
+    with book.phase("policies") as ph:
+        times = {}
+        for name in CHEAP_POLICIES:
+            if times and dl.expired():
+                ph["finished"] = False
+                break
+            try:
+                sched = run_policy(inst, get_policy(name)).schedule()
+            except PolicyError:
+                continue                 # a policy can corner itself when every tier is bounded
+            ev = evaluate(inst, sched)
+            if ev.feasible:
+                times[name] = ev.total_time_s
+                book.offer(sched, f"policy {name}")
+        details["policies_s"] = times
+    with book.phase("lagrangian") as ph:
+        # a few iterations: any prices prove a bound, and these warm-start the later run
+        share = dl.share_s(CHEAP_LAGRANGIAN_SHARE)
+        lag = solve_lagrangian(inst, time_limit_s=2.0 if share is None else max(share, CHEAP_GRACE_S),
+                               iterations=30, stop_on_interrupt=True)
+        book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
+        book.prices = lag.certificate
+        ph["stage"] = "first prices"
+        _stop_if_interrupted(ph, lag.details.get("lagrangian"))
+
+
+def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progress,
+                 tol: float) -> None:
+    inst, dl = book.instance, book.deadline
+    lp_done = False
+    if item_epochs(inst) > AUTO_MILP_MAX_ITEM_EPOCHS:
+        book.skip("lp", f"more than {AUTO_MILP_MAX_ITEM_EPOCHS} free item-epochs")
+    elif dl.expired():
+        book.skip("lp", "no time left")
+    else:
+        pred, rec = predict_lp_s(inst, config)
+        share = dl.share_s(LP_SHARE)
+        fits = share is None or pred <= share
+        if not fits:
+            book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s "
+                            f"(pilot of {rec['pilot_epochs']} epochs: {rec['pilot_lp_s']:.3g} s)")
+        else:
+            with book.phase("lp") as ph:
+                ph.update(rec)
+                rounded: list = []
+                lp = solve_lp(inst, time_limit_s=dl.child(fraction=LP_SHARE_HARD), config=config,
+                              rounding=rounded)
+                if lp.status == "infeasible":
+                    raise Infeasible(lp.message)
+                lp_bound = lp.details.get("bounds_s", {}).get("lp")
+                book.prove("lp", lp_bound)
+                ph["finished"] = lp_bound is not None
+                lp_done = lp_bound is not None
+                details["lp"] = lp.details.get("lp")
+                if rounded and rounded[0] is not None:
+                    book.offer(rounded[0], "lp rounding")
+    if book.closed(tol):
+        return
+    if lp_done and not dl.expired():
+        with book.phase("milp") as ph:
+            res = solve_milp(inst, time_limit_s=dl, config=config, warm_start=book.best,
+                             extra_bounds={}, log=log, progress=relay(progress, "milp", dl.start),
+                             method_name="auto")
+            if res.status == "infeasible":
+                raise Infeasible(res.message)
+            for method, value in res.details.get("bounds_s", {}).items():
+                book.prove(method, value)
+            book.offer(res.schedule, "milp", res.solver_objective_s)
+            ph["finished"] = res.status in ("optimal", "infeasible")
+            ph["milp_status"] = str(res.status)
+            details["milp"] = res.details.get("milp")
+        return
+    # the scale phase: a decomposition bound and the flow heuristic
+    details["scale_path"] = True
+    if not dl.expired():
+        with book.phase("lagrangian") as ph:
+            lag = solve_lagrangian(inst, time_limit_s=dl.share_s(0.4), stop_on_interrupt=True,
+                                   prices=book.prices,
+                                   progress=relay(progress, "lagrangian", dl.start))
+            book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
+            details["lagrangian"] = lag.details.get("lagrangian") or {}
+            _stop_if_interrupted(ph, details["lagrangian"])
+    flow_inst = two_fastest_tiers(inst)
+    if flow_inst is None:
+        book.skip("flow", "inclusive mode, or items pinned beyond tier 1")
+    elif dl.expired():
+        book.skip("flow", "no time left")
+    else:
+        with book.phase("flow") as ph:
+            left = dl.remaining_s()
+            graph = "chain" if 6 * inst.read_bytes.size <= 600_000 else "runs"
+            flow = solve_flow(flow_inst, time_limit_s=left, bounds={}, graph=graph,
+                              stop_on_interrupt=True,
+                              progress=relay(progress, "flow", dl.start, bound=book.bound_s))
+            book.offer(flow.schedule, "flow")
+            info = {k: v for k, v in flow.details.items() if k != "bounds_s"}
+            details["flow"] = info
+            ph["graph"] = graph
+            _stop_if_interrupted(ph, info.get("flow"))
+
+
+def _stop_if_interrupted(ph: dict, info: dict | None) -> None:
+    """A phase that Ctrl-C stopped (and that kept what it had) ends the portfolio."""
+    if (info or {}).get("interrupted"):
+        ph["finished"] = False
+        ph["interrupted"] = True
+        raise KeyboardInterrupt
+
+
+#: the LP runs when predicted to need at most this share of the time left; it is stopped at
+#: LP_SHARE_HARD of it (a prediction can be wrong; the rest of the portfolio still runs)
+LP_SHARE = 0.35
+LP_SHARE_HARD = 0.6
+
+
+class Infeasible(Exception):
+    """A phase proved that no schedule exists (the message says why)."""
+
+
+def first_bound(instance: Instance, deadline: Deadline, config: SolverConfig,
+                share: float) -> tuple[dict, str]:
+    """The best proof for a heuristic to be measured against, in ``share`` of the time
+    left: the LP bound when :func:`predict_lp_s` says it fits, else the Lagrangian bound.
+
+    Returns ``({method: seconds}, what happened in words)``; raises ``Infeasible`` when
+    the LP proves that no schedule exists.
+    """
+    budget = deadline.child(fraction=share)
+    if item_epochs(instance) <= AUTO_MILP_MAX_ITEM_EPOCHS and not budget.expired():
+        pred, _ = predict_lp_s(instance, config)
+        left = budget.remaining_s()
+        if left is None or pred <= left:
+            lp = solve_lp(instance, config=config, time_limit_s=budget)
+            if lp.status == "infeasible":
+                raise Infeasible(lp.message)
+            bound = lp.details.get("bounds_s", {}).get("lp")
+            if bound is not None:
+                return {"lp": bound}, "LP bound"
+    lag = solve_lagrangian(instance, time_limit_s=max(budget.remaining_s() or 0.0, CHEAP_GRACE_S)
+                           if not budget.unlimited else None, stop_on_interrupt=True)
+    if lag.status == "infeasible":
+        raise Infeasible(lag.message)
+    bound = lag.details.get("bounds_s", {}).get("lagrangian")
+    return ({"lagrangian": bound} if bound is not None else {}), "Lagrangian bound (the LP " \
+        "was predicted not to finish in its share)"
+
+
+__all__ = ["AUTO_MILP_MAX_ITEM_EPOCHS", "CHEAP_POLICIES", "first_bound", "item_epochs", "relay",
+           "solve_auto"]

@@ -4,7 +4,7 @@ Scope: two tiers, exclusive mode (the paper's case).  Other cases raise
 :class:`NotImplementedError` naming what is unsupported.
 
 Two graphs, for fixed per-epoch prices ``lam[j, e]`` on the time terms of MODEL.md
-section 4 (the rows of :func:`hetkv_opt.bounds.lagrangian.core.time_terms`).  In both, nodes
+section 4 (the rows of :func:`hetkv_opt.model.terms.time_terms`).  In both, nodes
 ``0..E`` are epoch boundaries, ``F`` units of flow (HBM *slots*) go from node 0 to node
 ``E``, and "idle" arcs ``t -> t+1`` (capacity ``F``, cost 0) carry empty slots.  A unit
 leaving the time line at node ``u`` and re-joining it at node ``v`` is one slot occupied
@@ -57,9 +57,14 @@ import time
 
 import numpy as np
 
+from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.starts import trivial_schedule
 from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule, residency_stretch, schedule_from_residency
+from hetkv_opt.model.terms import aggregate_bound_s, time_terms
+from hetkv_opt.result import finish
 
 ENGINES = ("auto", "networkx", "ortools")
 GRAPHS = ("chain", "runs")
@@ -79,16 +84,11 @@ def check_supported(inst: Instance) -> None:
                                   "(two-tier exclusive only)")
 
 
-def _terms(inst: Instance):
-    from hetkv_opt.bounds.lagrangian.core import time_terms
-    return time_terms(inst)
-
-
 def _unit_costs(inst: Instance, lam: np.ndarray):
     """Priced seconds per byte of read / write / copy-in / copy-out, each shape (K, E)."""
     K, E = inst.num_tiers, inst.num_epochs
     out = {key: np.zeros((K, E)) for key in ("r", "w", "ci", "co")}
-    for j, (_, k, rate, rd, wr, ci, co) in enumerate(_terms(inst)):
+    for j, (_, k, rate, rd, wr, ci, co) in enumerate(time_terms(inst)):
         for flag, key in ((rd, "r"), (wr, "w"), (ci, "ci"), (co, "co")):
             if flag:
                 out[key][k] += lam[j] / rate
@@ -98,7 +98,7 @@ def _unit_costs(inst: Instance, lam: np.ndarray):
 def _term_values(inst: Instance, ev) -> np.ndarray:
     """Every priced time term of an evaluated schedule, shape (J, E)."""
     rows = []
-    for _, k, rate, rd, wr, ci, co in _terms(inst):
+    for _, k, rate, rd, wr, ci, co in time_terms(inst):
         v = np.zeros(inst.num_epochs)
         if rd:
             v = v + ev.read_bytes[k]
@@ -218,6 +218,30 @@ def _pick_engine(engine: str, n_arcs: int) -> str:
     return "networkx"
 
 
+def predict_flow_s(n_arcs: int, engine: str) -> float:
+    """Predicted seconds of one min-cost-flow solve of ``n_arcs`` arcs (measured on this
+    machine kind: OR-Tools 0.13 s at 26k arcs, 8.7 s at 417k, 161 s at 1.7M; networkx 2.3 s
+    at 26k).  One solve cannot be interrupted, so a round runs only when this fits."""
+    if engine == "ortools":
+        return 8.7 * (max(n_arcs, 1) / 4.17e5) ** 1.8
+    return 2.3 * (max(n_arcs, 1) / 2.6e4) ** 1.3
+
+
+class _TooSlow(Exception):
+    """A flow solve predicted to outlast the deadline (nothing was solved)."""
+
+
+def _check_fits(n_arcs: int, engine: str, deadline: Deadline | None, stats: dict) -> None:
+    if deadline is None:
+        return
+    left = deadline.remaining_s()
+    pred = predict_flow_s(n_arcs, engine)
+    if left is not None and pred > left:
+        stats.setdefault("skipped_solves", []).append(
+            {"arcs": int(n_arcs), "predicted_s": round(pred, 3), "left_s": round(left, 3)})
+        raise _TooSlow
+
+
 def min_cost_flow(num_nodes: int, tails: np.ndarray, heads: np.ndarray, caps: np.ndarray,
                   costs: np.ndarray, supplies: np.ndarray, engine: str) -> np.ndarray:
     """Optimal integral flow of a min-cost flow problem with integer costs (arcs may be
@@ -303,7 +327,7 @@ def _chain_graph(inst: Instance, B: np.ndarray, uc, free: np.ndarray):
 
 
 def _chain_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, engine: str,
-                stats: dict) -> np.ndarray:
+                stats: dict, deadline: Deadline | None = None) -> np.ndarray:
     """Solve the chain graph; return the residency (0 = HBM) it implies."""
     E = inst.num_epochs
     rho = np.ones((inst.num_items, E), np.int64)
@@ -311,6 +335,7 @@ def _chain_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, eng
     if F == 0 or T.size == 0:
         return rho
     eng = _pick_engine(engine, T.size)
+    _check_fits(T.size + E, eng, deadline, stats)
     stats["engine"] = eng
     stats["arcs_max"] = max(stats["arcs_max"], int(T.size + E))
     scale = COST_UNITS / max(float(np.abs(C).max(initial=0.0)), 1e-300)
@@ -410,11 +435,12 @@ def repair(inst: Instance, rho: np.ndarray, value: np.ndarray | None = None,
 
 
 def _runs_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, engine: str,
-               stats: dict, gap: int) -> np.ndarray:
+               stats: dict, gap: int, deadline: Deadline | None = None) -> np.ndarray:
     """Solve the runs graph of one gap value; return the residency (0 = HBM) it implies."""
     E = inst.num_epochs
     item, u, v, rs, re_, cost = _arcs(inst, B, uc, gap, free)
     eng = _pick_engine(engine, item.size)
+    _check_fits(item.size + E, eng, deadline, stats)
     stats["engine"] = eng
     stats["arcs_max"] = max(stats["arcs_max"], int(item.size + E))
     scale = COST_UNITS / max(float(-cost.min(initial=0.0)), 1e-300)
@@ -431,7 +457,7 @@ def _runs_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, engi
 # ------------------------------------------------------------------------------- main
 
 def _prices_from(inst: Instance, prices) -> np.ndarray:
-    J = len(_terms(inst))
+    J = len(time_terms(inst))
     lam = getattr(prices, "lam", prices)
     lam = np.asarray(lam, float)
     if lam.ndim != 2 or lam.shape[1] != inst.num_epochs or lam.shape[0] < J:
@@ -452,8 +478,10 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
         Two tiers, exclusive mode.
     iterations : int
         Price updates (one flow solve per gap value each).
-    time_limit_s : float or None
-        Stop after about this long with the best schedule so far (at least one round).
+    time_limit_s : float, Deadline or None
+        Stop by then with the best schedule so far.  A flow solve cannot be interrupted:
+        one runs only when :func:`predict_flow_s` says it ends in the time left (a chain
+        graph that does not fit gives way to the runs graph).
     engine : {"auto", "networkx", "ortools"}
         Min-cost flow solver; ``auto`` picks OR-Tools for large graphs when installed.
     gaps : sequence of int, optional
@@ -486,7 +514,6 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
     if gaps is None:
         gaps = sorted({1, 2, 4, 8, 16, E})
     gaps = [max(1, int(g)) for g in gaps]
-    from hetkv_opt.methods.starts import trivial_schedule
     best, best_T, best_gap = None, float("inf"), None
     triv = trivial_schedule(inst)
     ev = evaluate(inst, triv)
@@ -494,10 +521,11 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
         best, best_T = triv, ev.total_time_s
     lam = _prices_from(inst, prices) if prices is not None else _binding_onehot(inst, ev)
     stats = {"slots": F, "engine": None, "arcs_max": 0, "flow_solve_s": 0.0, "rounds": 0,
-             "history_s": []}
+             "history_s": [], "graph": graph}
     best_box = [best, best_T, best_gap]
     try:
-        _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, free, F,
+        _flow_rounds(inst, iterations, Deadline.of(time_limit_s, start=t_start), t_start, graph,
+                     gaps, engine, free, F,
                      lam, stats, patience, progress, best_box)
     except KeyboardInterrupt:
         if not stop_on_interrupt:
@@ -511,7 +539,7 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
     return best
 
 
-def _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, free, F, lam,
+def _flow_rounds(inst, iterations, dl, t_start, graph, gaps, engine, free, F, lam,
                  stats, patience, progress, box):
     """The price rounds of :func:`flow_schedule`; the best schedule is kept in ``box``
     (schedule, T, gap rule) as it improves, so an interruption loses nothing."""
@@ -521,13 +549,26 @@ def _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, f
         uc = _unit_costs(inst, lam)
         B = _benefit_matrix(inst, uc)
         round_best, improved = None, False
-        for gap in (gaps if graph == "runs" else [None]):
-            if it > 0 and time_limit_s is not None and time.perf_counter() - t_start > time_limit_s:
+        gap_list = gaps if graph == "runs" else [None]
+        k = 0
+        while k < len(gap_list):
+            gap = gap_list[k]
+            k += 1
+            if it > 0 and dl.expired():
                 break
-            if graph == "chain":
-                rho = _chain_flow(inst, B, uc, free, F, engine, stats)
-            else:
-                rho = _runs_flow(inst, B, uc, free, F, engine, stats, gap)
+            try:
+                if graph == "chain":
+                    rho = _chain_flow(inst, B, uc, free, F, engine, stats, dl)
+                else:
+                    rho = _runs_flow(inst, B, uc, free, F, engine, stats, gap, dl)
+            except _TooSlow:
+                if graph == "chain":
+                    # the chain graph does not fit the time left: the interval graph does
+                    # the same job with far fewer arcs
+                    graph = stats["graph"] = "runs"
+                    stats["graph_switched"] = True
+                    gap_list, k = gaps, 0
+                continue
             sched = repair(inst, rho, value=B)
             if sched is None:
                 continue
@@ -552,34 +593,34 @@ def _flow_rounds(inst, iterations, time_limit_s, t_start, graph, gaps, engine, f
         if round_best is not None:
             # fictitious play: average the binding terms of this round's best schedule in
             lam = lam + (_binding_onehot(inst, round_best[1]) - lam) / (it + 2)
-        if time_limit_s is not None and time.perf_counter() - t_start > time_limit_s:
+        if dl.expired():
             break
 
 
-def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: float | None = 30.0,
+def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: "float | Deadline | None" = 30.0,
                engine: str = "auto", graph: str = "chain", gaps=None, prices=None,
                bounds: dict | None = None, progress=None, stop_on_interrupt: bool = False):
-    """:func:`flow_schedule` as a :class:`hetkv_opt.solve.SolveResult` (method ``flow``,
+    """:func:`flow_schedule` as a :class:`hetkv_opt.result.SolveResult` (method ``flow``,
     status ``feasible``); the bound is the aggregate bound plus any passed in ``bounds``
     (e.g. ``{"lp": ..., "lagrangian": ...}``)."""
-    from hetkv_opt.model.terms import aggregate_bound_s
-    from hetkv_opt.result import finish
-    from hetkv_opt.model.feasibility import capacity_precheck
     t_start = time.perf_counter()
+    dl = Deadline.of(time_limit_s, start=t_start)
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, "flow", status="infeasible", t_start=t_start, message=pre)
     all_bounds = {"aggregate": aggregate_bound_s(inst)}
     all_bounds.update(bounds or {})
     info: dict = {}
-    sched = flow_schedule(inst, iterations=iterations, time_limit_s=time_limit_s, engine=engine,
+    sched = flow_schedule(inst, iterations=iterations, time_limit_s=dl, engine=engine,
                           graph=graph, gaps=gaps, prices=prices, info=info, progress=progress,
                           stop_on_interrupt=stop_on_interrupt)
     info.pop("history_s", None)
     if sched is not None:
-        return finish(inst, "flow", status="feasible", schedule=sched, bounds=all_bounds, t_start=t_start, details={"flow": info})
+        return finish(inst, "flow", status="feasible", schedule=sched, bounds=all_bounds,
+                      t_start=t_start, details={"flow": info})
     # a heuristic that finds nothing is not a time limit: say what it is, keep the bounds
-    limited = info.get("interrupted") or (time_limit_s is not None
-                                          and time.perf_counter() - t_start >= time_limit_s)
-    return finish(inst, "flow", status="time_limit_no_solution" if limited else "bound_only", bounds=all_bounds, t_start=t_start, details={"flow": info}, message="the flow heuristic found no feasible schedule (its repair only moves whole "
-                   "stretches between the two tiers); try auto or milp")
+    limited = info.get("interrupted") or dl.expired()
+    return finish(inst, "flow", status="time_limit_no_solution" if limited else "bound_only",
+                  bounds=all_bounds, t_start=t_start, details={"flow": info},
+                  message="the flow heuristic found no feasible schedule (its repair only "
+                          "moves whole stretches between the two tiers); try auto or milp")

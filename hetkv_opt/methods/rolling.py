@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_milp
 from hetkv_opt.methods.flow import flow_schedule
 from hetkv_opt.methods.starts import best_schedule
@@ -105,7 +106,7 @@ def _continuation(inst: Instance, rho: np.ndarray, a: int, guide: np.ndarray | N
 
 
 def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
-                  time_limit_s: float | None = 60.0, config=None,
+                  time_limit_s: "float | Deadline | None" = 60.0, config=None,
                   warm_start: Schedule | None = None, bounds: dict | None = None,
                   use_flow: bool = True, progress=None):
     """Rolling-horizon MILP; a :class:`hetkv_opt.solve.SolveResult` with method ``rolling``.
@@ -132,14 +133,12 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     if window < 1 or not 0 <= overlap < window:
         raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
     t_start = time.perf_counter()
+    dl = Deadline.of(time_limit_s, start=t_start)
     all_bounds = {"aggregate": aggregate_bound_s(inst)}
     all_bounds.update(bounds or {})
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, "rolling", status="infeasible", t_start=t_start, message=pre)
-
-    def left():
-        return None if time_limit_s is None else time_limit_s - (time.perf_counter() - t_start)
 
     N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
     guide = None
@@ -147,8 +146,7 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     if warm_start is not None and evaluate(inst, warm_start).feasible:
         guide = residency_matrix(inst, warm_start).astype(np.int64)
     elif use_flow and inst.mode == "exclusive" and K == 2:
-        budget = None if time_limit_s is None else 0.15 * time_limit_s
-        fs = flow_schedule(inst, time_limit_s=budget, iterations=6)
+        fs = flow_schedule(inst, time_limit_s=dl.child(fraction=0.15), iterations=6)
         if fs is not None:
             guide = residency_matrix(inst, fs).astype(np.int64)
             details["flow_s"] = evaluate(inst, fs).total_time_s
@@ -161,7 +159,7 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     a = 0
     stopped = ""
     for w, a in enumerate(starts):
-        rem = left()
+        rem = dl.remaining_s()
         if rem is not None and rem <= 0.05:
             stopped = f"time limit reached after {w} of {len(starts)} windows"
             break
@@ -181,14 +179,14 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
             full = _continuation(inst, rho, a, g)
             cands.append(schedule_from_residency(sub, full[items, a:b]))
         if use_flow and inst.mode == "exclusive" and K == 2:
-            fs = flow_schedule(sub, iterations=3, time_limit_s=None if rem is None
-                               else 0.1 * rem / (len(starts) - w))
+            fs = flow_schedule(sub, iterations=3,
+                               time_limit_s=dl.child(fraction=0.1 / (len(starts) - w)))
             if fs is not None:
                 cands.append(fs)
         ws, _ = best_schedule(sub, cands)
-        n_left = len(starts) - w
-        tl = None if rem is None else max(rem / n_left, 0.05)
-        res = solve_milp(sub, time_limit_s=tl, config=config, warm_start=ws,
+        # the window's share of what is left (its model building counts against it too)
+        res = solve_milp(sub, time_limit_s=dl.child(fraction=1.0 / (len(starts) - w)),
+                         config=config, warm_start=ws,
                          method_name="rolling-window")
         sched = res.schedule if res.schedule is not None else ws
         if sched is None:
@@ -239,4 +237,5 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
         if g_ev.feasible and (not ev.feasible or g_ev.total_time_s < ev.total_time_s):
             sched = g_sched
             details["returned"] = "guide (flow / warm start)"
-    return finish(inst, "rolling", status="feasible", schedule=sched, bounds=all_bounds, t_start=t_start, details=details, message=stopped)
+    return finish(inst, "rolling", status="feasible", schedule=sched, bounds=all_bounds,
+                  t_start=t_start, details=details, message=stopped)

@@ -8,10 +8,10 @@ MILP warm start than "everything in the last tier".
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
+from hetkv_opt.deadline import Deadline
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.milp.build import MilpModel, _positions
@@ -56,7 +56,8 @@ def _occupancy(inst: Instance, rho: np.ndarray, alive: np.ndarray) -> np.ndarray
     return occ
 
 
-def round_lp_solution(model: MilpModel, v: np.ndarray, *, time_budget_s: float = 10.0) -> Schedule | None:
+def round_lp_solution(model: MilpModel, v: np.ndarray, *,
+                      time_budget_s: "float | Deadline | None" = None) -> Schedule | None:
     """Round an LP solution to residency and repair capacity greedily.
 
     While some bounded tier is over capacity at some epoch, the item there that the LP
@@ -68,13 +69,14 @@ def round_lp_solution(model: MilpModel, v: np.ndarray, *, time_budget_s: float =
     model : MilpModel
     v : ndarray, shape (model.num_col,)
         A primal solution of the model or of its LP relaxation (scaled columns).
-    time_budget_s : float
+    time_budget_s : float, Deadline or None
+        Seconds for the repair, or the caller's deadline (None: until it is done).
     """
     inst = model.instance
     N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
     if N == 0:
         return schedule_from_residency(inst, np.zeros((0, E), np.int64))
-    t_end = time.perf_counter() + time_budget_s
+    dl = Deadline.of(time_budget_s)
     member = _membership(model, v)
     rho = np.argmax(member, axis=2).astype(np.int64)
     e_idx = np.arange(E)
@@ -82,7 +84,7 @@ def round_lp_solution(model: MilpModel, v: np.ndarray, *, time_budget_s: float =
     last = K - 1
     caps = [t.capacity_bytes for t in inst.tiers]
     locked = inst.pinned_tier >= 0
-    while time.perf_counter() < t_end:
+    while not dl.expired():
         occ = _occupancy(inst, rho, alive)
         bad = None
         for k in range(K):

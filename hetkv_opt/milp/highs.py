@@ -10,10 +10,10 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from hetkv_opt.deadline import Deadline
 from hetkv_opt.milp.build import MilpModel
 from hetkv_opt.milp.raw import RawSolve
 
@@ -87,7 +87,7 @@ def _apply_options(h, options: dict) -> None:
             raise ValueError(f"HiGHS option '{key}' = {val!r} was refused")
 
 
-def run_highs(model: MilpModel, *, relax: bool, time_limit_s: float | None = None,
+def run_highs(model: MilpModel, *, relax: bool, time_limit_s: "float | Deadline | None" = None,
               mip_rel_gap: float = 1e-4, threads: int = 1, seed: int = 0,
               lp_method: str = "auto", warm_start: np.ndarray | None = None,
               options: dict | None = None, log=None, progress=None) -> RawSolve:
@@ -97,7 +97,10 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: float | None = Non
     ----------
     relax : bool
         Solve the LP relaxation (integrality dropped) instead of the MILP.
-    time_limit_s : float or None
+    time_limit_s : float, Deadline or None
+        Seconds for HiGHS's run, or the caller's :class:`~hetkv_opt.deadline.Deadline`: then
+        the limit is what is left of it when the model has been passed (the model transfer
+        counts against the deadline too).
     mip_rel_gap : float
         Stop the MILP once (incumbent - bound) / incumbent <= this.
     threads : int
@@ -120,7 +123,8 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: float | None = Non
     h = new_highs()
     opts = {"random_seed": int(seed), "threads": int(threads), "mip_rel_gap": float(mip_rel_gap),
             "mip_abs_gap": 0.0}
-    if time_limit_s is not None and math.isfinite(time_limit_s):
+    deadline = time_limit_s if isinstance(time_limit_s, Deadline) else None
+    if deadline is None and time_limit_s is not None and math.isfinite(time_limit_s):
         opts["time_limit"] = float(max(time_limit_s, 0.01))
     if relax:
         method = lp_method
@@ -155,6 +159,8 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: float | None = Non
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
         return RawSolve("error", "HiGHS refused the model", None, None, None)
+    if deadline is not None and not deadline.unlimited:
+        h.setOptionValue("time_limit", float(deadline.solver_limit_s(floor_s=0.01)))
     if warm_start is not None and not relax:
         sol = highspy.HighsSolution()
         sol.col_value = list(np.asarray(warm_start, float))
