@@ -69,11 +69,12 @@ class Deadline:
         """Seconds since the budget began."""
         return time.perf_counter() - self.start
 
-    def remaining_s(self) -> float | None:
-        """Seconds left (>= 0), or None without a limit."""
+    def remaining_s(self, now: float | None = None) -> float | None:
+        """Seconds left (>= 0) at ``now`` (default: now), or None without a limit."""
         if self.limit_s is None:
             return None
-        return max(0.0, self.limit_s - self.elapsed_s())
+        now = time.perf_counter() if now is None else now
+        return max(0.0, self.limit_s - (now - self.start))
 
     def expired(self, reserve_s: float = 0.0) -> bool:
         """True when no more than ``reserve_s`` seconds are left."""
@@ -88,14 +89,15 @@ class Deadline:
     def child(self, seconds: float | None = None, *, fraction: float | None = None) -> "Deadline":
         """A deadline for one phase: ``seconds`` from now or ``fraction`` of the time left,
         and never past this one."""
-        left = self.remaining_s()
+        now = time.perf_counter()
+        left = self.remaining_s(now)
         want = seconds
         if fraction is not None:
             f = None if left is None else fraction * left
             want = f if want is None else (min(want, f) if f is not None else want)
         if left is not None:
             want = left if want is None else min(want, left)
-        return Deadline(want)
+        return Deadline(want, start=now)
 
     def solver_limit_s(self, reserve_s: float = 0.0, *, floor_s: float = 1e-3) -> float | None:
         """What a solver may be given: the time left less ``reserve_s`` (for the work that

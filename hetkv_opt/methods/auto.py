@@ -9,6 +9,7 @@ heuristic; the best evaluated schedule wins.
 
 from __future__ import annotations
 
+import math
 import time
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
@@ -114,7 +115,8 @@ def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", c
 
 #: baseline policies whose schedules auto always tries first (cheap; any tiers, either mode)
 CHEAP_POLICIES = ("balance", "belady", "lru")
-#: share of the budget the cheap phase's Lagrangian run may take
+#: shares of the budget the cheap phase's policies and Lagrangian run may take
+CHEAP_POLICY_SHARE = 0.05
 CHEAP_LAGRANGIAN_SHARE = 0.05
 #: a cheap step runs even past the deadline when it is predicted to take less than this
 #: (the first schedule and the first proof are worth a second: "-t 1e-9" still answers)
@@ -129,15 +131,22 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
             book.offer(static_schedule(inst, k), f"static in tier {inst.tiers[k].name}")
     with book.phase("policies") as ph:
         times = {}
+        # the cheap policies run while the time left (or, past the deadline, a small grace)
+        # holds one more of them at the pace measured so far
+        t0, last = time.perf_counter(), 0.0
+        allowance = max(dl.share_s(CHEAP_POLICY_SHARE) or math.inf, CHEAP_GRACE_S)
         for name in CHEAP_POLICIES:
-            if times and dl.expired():
+            spent = time.perf_counter() - t0
+            if spent + last > allowance or (dl.expired() and spent + last > CHEAP_GRACE_S):
                 ph["finished"] = False
                 break
+            t1 = time.perf_counter()
             try:
                 sched = run_policy(inst, get_policy(name)).schedule()
             except PolicyError:
                 continue                 # a policy can corner itself when every tier is bounded
             ev = evaluate(inst, sched)
+            last = time.perf_counter() - t1
             if ev.feasible:
                 times[name] = ev.total_time_s
                 book.offer(sched, f"policy {name}")

@@ -1,0 +1,156 @@
+"""auto as an anytime portfolio under one deadline: a schedule and a proof from the first
+moments, the LP only where its measured pilot says it fits, honest phase records, and
+HiGHS failures retried."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+
+from hetkv_opt.deadline import Deadline
+from hetkv_opt.io.files import load_instance
+from hetkv_opt.methods import portfolio
+from hetkv_opt.methods.starts import static_schedule
+from hetkv_opt.milp.build import build_model
+from hetkv_opt.milp.config import SolverConfig
+from hetkv_opt.milp.raw import RawSolve
+from hetkv_opt.model.evaluate import evaluate
+from hetkv_opt.model.instance import tiny_instance
+from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.policies import get_policy, run_policy
+from hetkv_opt.solve import solve
+from hetkv_opt.workloads.drift import drift_instance
+
+auto_mod = importlib.import_module("hetkv_opt.methods.auto")
+exact_mod = importlib.import_module("hetkv_opt.methods.exact")
+
+
+# ------------------------------------------------------------------------------ deadline
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan])
+def test_a_deadline_refuses_a_negative_or_nan_limit(bad):
+    with pytest.raises(ValueError, match="time limit"):
+        Deadline(bad)
+
+
+def test_a_child_deadline_never_ends_after_its_parent():
+    parent = Deadline(2.0)
+    assert parent.child(10.0).end() <= parent.end()
+    assert parent.child(fraction=0.5).end() <= parent.start + 0.5 * 2.0 + parent.elapsed_s()
+    assert parent.child(fraction=0.5).remaining_s() <= 1.0
+    assert Deadline(None).child(3.0).remaining_s() <= 3.0
+    assert Deadline(None).child().unlimited
+    assert Deadline.of(float("inf")).unlimited
+
+
+# ----------------------------------------------------------------------- the portfolio
+
+def _cheap_times(inst):
+    out = [evaluate(inst, static_schedule(inst, k)) for k in range(inst.num_tiers)]
+    for name in auto_mod.CHEAP_POLICIES:
+        out.append(evaluate(inst, run_policy(inst, get_policy(name)).schedule()))
+    return [ev.total_time_s for ev in out if ev.feasible]
+
+
+@pytest.mark.parametrize("limit", [1e-9, 0.5, 20.0])
+def test_auto_at_any_limit_has_a_schedule_no_worse_than_the_cheap_ones_and_a_real_proof(limit):
+    inst = load_instance("instances/drift-64x32.npz")
+    res = solve(inst, "auto", time_limit_s=limit)
+    assert res.schedule is not None and res.status in ("feasible", "optimal")
+    assert res.total_time_s <= min(_cheap_times(inst)) * (1 + 1e-12)
+    # never the capacity-blind line alone: a few Lagrangian iterations always run
+    assert res.bound_method != "aggregate" and res.bound_s > aggregate_bound_s(inst)
+    assert res.bound_s <= res.total_time_s
+
+
+def test_auto_records_every_phase_and_says_what_happened():
+    inst = drift_instance(blocks=24, steps=12, seed=2)
+    res = solve(inst, "auto", time_limit_s=30)
+    phases = res.details["phases"]
+    names = [p["phase"] for p in phases]
+    assert names[:3] == ["starts", "policies", "lagrangian"]
+    for p in phases:
+        assert set(p) >= {"phase", "finished", "runtime_s", "bound_s", "best_s"}
+        if p["bound_s"] is not None and p["best_s"] is not None:
+            assert p["bound_s"] <= p["best_s"] * (1 + 1e-9)
+    # the best schedule and the best bound only improve from phase to phase
+    bests = [p["best_s"] for p in phases if p["best_s"] is not None]
+    bounds = [p["bound_s"] for p in phases if p["bound_s"] is not None]
+    assert bests == sorted(bests, reverse=True) and bounds == sorted(bounds)
+    assert res.message.startswith("phases: starts")
+    assert res.details["solved_by"] in res.message
+
+
+def test_auto_skips_an_lp_predicted_too_slow_and_still_proves_and_schedules(monkeypatch):
+    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg: (1e9, {
+        "pilot_epochs": 3, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9}))
+    inst = drift_instance(blocks=32, steps=16, seed=1)
+    res = solve(inst, "auto", time_limit_s=20)
+    lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
+    assert lp and "predicted" in lp[0]["skipped"] and not lp[0]["finished"]
+    assert "lp" not in res.details["bounds_s"]
+    assert res.bound_method == "lagrangian" and res.schedule is not None
+    assert res.details.get("scale_path") is True and "flow" in res.details
+
+
+def test_the_lp_pilot_is_a_small_prefix_whose_size_predicts_the_model():
+    inst = drift_instance(blocks=256, steps=128, seed=3)
+    pilot = portfolio.pilot_instance(inst)
+    assert pilot is not None and pilot.num_epochs < inst.num_epochs
+    assert (pilot.death - pilot.birth).sum() <= 2 * portfolio.PILOT_ITEM_EPOCHS
+    full_nnz = build_model(inst, count_vars=False).num_nz
+    pilot_nnz = build_model(pilot, count_vars=False).num_nz
+    est = portfolio._estimate_nnz(inst, pilot, pilot_nnz)
+    assert 0.5 <= est / full_nnz <= 2.0, (est, full_nnz)
+    pred, rec = portfolio.predict_lp_s(inst, SolverConfig())
+    assert pred > 0 and rec["pilot_epochs"] == pilot.num_epochs
+    assert rec["predicted_lp_s"] >= rec["pilot_lp_s"]
+    # a tiny instance is its own pilot
+    assert portfolio.pilot_instance(tiny_instance()) is None
+
+
+def test_ctrl_c_in_the_cheap_phase_returns_what_is_at_hand(monkeypatch):
+    calls = {"n": 0}
+    real = auto_mod.run_policy
+
+    def interrupted(inst, policy):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(inst, policy)
+    monkeypatch.setattr(auto_mod, "run_policy", interrupted)
+    inst = drift_instance(blocks=24, steps=12, seed=5)
+    res = solve(inst, "auto", time_limit_s=30)
+    assert res.details.get("interrupted") and "interrupted" in res.message
+    assert res.schedule is not None and evaluate(inst, res.schedule).feasible
+
+
+# ----------------------------------------------------------------------- HiGHS failures
+
+def test_a_highs_error_is_retried_with_another_seed_and_said(monkeypatch):
+    real = exact_mod.run_highs
+    seen = []
+
+    def flaky(model, **kw):
+        seen.append(kw.get("seed"))
+        if len(seen) == 1:
+            return RawSolve("error", "HiGHS: Solve error", None, None, None)
+        return real(model, **kw)
+    monkeypatch.setattr(exact_mod, "run_highs", flaky)
+    res = solve(tiny_instance(), "milp")
+    assert res.status == "optimal" and res.total_time_s == 2.0
+    assert seen[0] != seen[1]                      # another random seed
+    assert res.details["milp"]["retries"][0]["why"] == "HiGHS: Solve error"
+    assert "retried 1 time" in res.message
+
+
+def test_a_highs_error_that_persists_is_reported_with_what_was_tried(monkeypatch):
+    monkeypatch.setattr(exact_mod, "run_highs", lambda model, **kw: RawSolve(
+        "error", "HiGHS: Solve error", None, None, None))
+    res = solve(tiny_instance(), "milp")
+    # the starting schedule is still a feasible answer, and the retries are on record
+    assert res.status == "feasible" and res.schedule is not None
+    assert len(res.details["milp"]["retries"]) == len(exact_mod.RETRY_OPTIONS)
+    assert "presolve = off" in res.message
