@@ -42,9 +42,10 @@ class Deadline:
         A negative or NaN limit.
     """
 
-    __slots__ = ("limit_s", "start")
+    __slots__ = ("limit_s", "start", "parent")
 
-    def __init__(self, limit_s: float | None, *, start: float | None = None):
+    def __init__(self, limit_s: float | None, *, start: float | None = None,
+                 parent: "Deadline | None" = None):
         if limit_s is not None:
             limit_s = float(limit_s)
             if math.isnan(limit_s) or limit_s < 0:
@@ -53,6 +54,7 @@ class Deadline:
                 limit_s = None
         self.limit_s = limit_s
         self.start = time.perf_counter() if start is None else float(start)
+        self.parent = parent          # a child ends when its parent does (e.g. on Ctrl-C)
 
     @classmethod
     def of(cls, limit: "Deadline | float | None", *, start: float | None = None) -> "Deadline":
@@ -63,7 +65,7 @@ class Deadline:
 
     @property
     def unlimited(self) -> bool:
-        return self.limit_s is None
+        return self.limit_s is None and (self.parent is None or self.parent.unlimited)
 
     def elapsed_s(self) -> float:
         """Seconds since the budget began."""
@@ -71,10 +73,12 @@ class Deadline:
 
     def remaining_s(self, now: float | None = None) -> float | None:
         """Seconds left (>= 0) at ``now`` (default: now), or None without a limit."""
-        if self.limit_s is None:
-            return None
         now = time.perf_counter() if now is None else now
-        return max(0.0, self.limit_s - (now - self.start))
+        own = None if self.limit_s is None else max(0.0, self.limit_s - (now - self.start))
+        up = None if self.parent is None else self.parent.remaining_s(now)
+        if own is None or up is None:
+            return own if up is None else up
+        return min(own, up)
 
     def expired(self, reserve_s: float = 0.0) -> bool:
         """True when no more than ``reserve_s`` seconds are left."""
@@ -97,7 +101,7 @@ class Deadline:
             want = f if want is None else (min(want, f) if f is not None else want)
         if left is not None:
             want = left if want is None else min(want, left)
-        return Deadline(want, start=now)
+        return Deadline(want, start=now, parent=self)
 
     def solver_limit_s(self, reserve_s: float = 0.0, *, floor_s: float = 1e-3) -> float | None:
         """What a solver may be given: the time left less ``reserve_s`` (for the work that
@@ -110,7 +114,9 @@ class Deadline:
 
     def end(self) -> float | None:
         """The ``time.perf_counter()`` value at which the budget ends (None: never)."""
-        return None if self.limit_s is None else self.start + self.limit_s
+        now = time.perf_counter()
+        left = self.remaining_s(now)
+        return None if left is None else now + left
 
     def __repr__(self) -> str:
         left = self.remaining_s()

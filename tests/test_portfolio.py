@@ -85,7 +85,7 @@ def test_auto_records_every_phase_and_says_what_happened():
 
 def test_auto_skips_an_lp_predicted_too_slow_and_still_proves_and_schedules(monkeypatch):
     monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg: (1e9, {
-        "pilot_epochs": 3, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9}))
+        "pilot_shrink": 4, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9}))
     inst = drift_instance(blocks=32, steps=16, seed=1)
     res = solve(inst, "auto", time_limit_s=20)
     lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
@@ -95,20 +95,22 @@ def test_auto_skips_an_lp_predicted_too_slow_and_still_proves_and_schedules(monk
     assert res.details.get("scale_path") is True and "flow" in res.details
 
 
-def test_the_lp_pilot_is_a_small_prefix_whose_size_predicts_the_model():
+def test_the_lp_pilots_keep_the_statistics_and_predict_the_model_size():
     inst = drift_instance(blocks=256, steps=128, seed=3)
-    pilot = portfolio.pilot_instance(inst)
-    assert pilot is not None and pilot.num_epochs < inst.num_epochs
-    assert (pilot.death - pilot.birth).sum() <= 2 * portfolio.PILOT_ITEM_EPOCHS
+    small = portfolio.shrunk_instance(inst, 4)
+    assert abs(small.num_items - 64) <= 2 and small.num_epochs == 32
+    # the same capacity pressure: tier 0 holds the same share of the bytes
+    share = inst.tiers[0].capacity_bytes / inst.size_bytes.sum()
+    assert abs(small.tiers[0].capacity_bytes / small.size_bytes.sum() - share) < 0.02
+    # the same read density
+    dens = inst.read_bytes.size / (inst.num_items * inst.num_epochs)
+    assert abs(small.read_bytes.size / (small.num_items * small.num_epochs) - dens) < 0.1
     full_nnz = build_model(inst, count_vars=False).num_nz
-    pilot_nnz = build_model(pilot, count_vars=False).num_nz
-    est = portfolio._estimate_nnz(inst, pilot, pilot_nnz)
-    assert 0.5 <= est / full_nnz <= 2.0, (est, full_nnz)
     pred, rec = portfolio.predict_lp_s(inst, SolverConfig())
-    assert pred > 0 and rec["pilot_epochs"] == pilot.num_epochs
-    assert rec["predicted_lp_s"] >= rec["pilot_lp_s"]
-    # a tiny instance is its own pilot
-    assert portfolio.pilot_instance(tiny_instance()) is None
+    assert 0.5 <= rec["nonzeros_estimate"] / full_nnz <= 2.0, (rec, full_nnz)
+    assert 1.0 <= rec["exponent"] <= 2.5 and pred >= rec["pilot_lp_s"] - 1e-6
+    # a small instance is not piloted
+    assert portfolio.predict_lp_s(tiny_instance(), SolverConfig())[0] == 0.0
 
 
 def test_ctrl_c_in_the_cheap_phase_returns_what_is_at_hand(monkeypatch):

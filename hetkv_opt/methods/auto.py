@@ -17,6 +17,7 @@ from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import solve_flow
+from hetkv_opt.methods.lns import improve
 from hetkv_opt.methods.starts import static_schedule, two_fastest_tiers
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
@@ -175,8 +176,9 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         share = dl.share_s(LP_SHARE)
         fits = share is None or pred <= share
         if not fits:
-            book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s "
-                            f"(pilot of {rec['pilot_epochs']} epochs: {rec['pilot_lp_s']:.3g} s)")
+            book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s (pilots: "
+                            + ", ".join(f"{k} {v}" for k, v in rec.items()
+                                        if k != "predicted_lp_s") + ")", **rec)
         else:
             with book.phase("lp") as ph:
                 ph.update(rec)
@@ -194,7 +196,7 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
                     book.offer(rounded[0], "lp rounding")
     if book.closed(tol):
         return
-    if lp_done and not dl.expired():
+    if lp_done and not dl.expired() and item_epochs(inst) <= MILP_ITEM_EPOCHS:
         with book.phase("milp") as ph:
             res = solve_milp(inst, time_limit_s=dl, config=config, warm_start=book.best,
                              extra_bounds={}, log=log, progress=relay(progress, "milp", dl.start),
@@ -207,17 +209,15 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
             ph["finished"] = res.status in ("optimal", "infeasible")
             ph["milp_status"] = str(res.status)
             details["milp"] = res.details.get("milp")
+            _stop_if_interrupted(ph, details["milp"])
         return
-    # the scale phase: a decomposition bound and the flow heuristic
-    details["scale_path"] = True
-    if not dl.expired():
-        with book.phase("lagrangian") as ph:
-            lag = solve_lagrangian(inst, time_limit_s=dl.share_s(0.4), stop_on_interrupt=True,
-                                   prices=book.prices,
-                                   progress=relay(progress, "lagrangian", dl.start))
-            book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
-            details["lagrangian"] = lag.details.get("lagrangian") or {}
-            _stop_if_interrupted(ph, details["lagrangian"])
+    if not lp_done:
+        details["scale_path"] = True
+    # a decomposition bound (unless the LP gave a better one), the flow heuristic, and
+    # large-neighbourhood search from the best schedule; the bound's prices are refined
+    # with what time is left
+    if not dl.expired() and not lp_done:
+        _lagrangian_phase(book, details, progress, dl.share_s(SCALE_LAGRANGIAN_SHARE))
     flow_inst = two_fastest_tiers(inst)
     if flow_inst is None:
         book.skip("flow", "inclusive mode, or items pinned beyond tier 1")
@@ -225,16 +225,51 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         book.skip("flow", "no time left")
     else:
         with book.phase("flow") as ph:
-            left = dl.remaining_s()
-            graph = "chain" if 6 * inst.read_bytes.size <= 600_000 else "runs"
-            flow = solve_flow(flow_inst, time_limit_s=left, bounds={}, graph=graph,
-                              stop_on_interrupt=True,
+            flow = solve_flow(flow_inst, time_limit_s=dl.child(fraction=FLOW_SHARE), bounds={},
+                              graph="chain", stop_on_interrupt=True,
                               progress=relay(progress, "flow", dl.start, bound=book.bound_s))
             book.offer(flow.schedule, "flow")
             info = {k: v for k, v in flow.details.items() if k != "bounds_s"}
             details["flow"] = info
-            ph["graph"] = graph
+            ph["graph"] = info.get("flow", {}).get("graph")
             _stop_if_interrupted(ph, info.get("flow"))
+    if book.closed(tol):
+        return
+    if book.best is not None and not dl.expired(1.0):
+        with book.phase("lns") as ph:
+            stats: dict = {}
+            improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
+                    on_better=lambda s, T: book.offer(s, "lns"), info=stats)
+            ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
+            details["lns"] = stats
+            _stop_if_interrupted(ph, stats)
+    if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
+        _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+
+
+def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s) -> None:
+    """The Lagrangian bound, warm-started from the best prices so far."""
+    with book.phase("lagrangian") as ph:
+        lag = solve_lagrangian(book.instance, time_limit_s=limit_s, stop_on_interrupt=True,
+                               prices=book.prices,
+                               progress=relay(book.progress, "lagrangian", book.deadline.start))
+        book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
+        if lag.certificate is not None and lag.bound_s is not None and \
+                lag.bound_s >= book.bounds.get("lagrangian", -math.inf) * (1 - 1e-12):
+            book.prices = lag.certificate
+        details["lagrangian"] = lag.details.get("lagrangian") or {}
+        _stop_if_interrupted(ph, details["lagrangian"])
+
+
+#: shares of the time left in the scale phase: the Lagrangian bound, the flow heuristic,
+#: and large-neighbourhood search (the rest refines the bound)
+SCALE_LAGRANGIAN_SHARE = 0.3
+FLOW_SHARE = 0.4
+LNS_SHARE = 0.8
+#: above this many free item-epochs the MILP of the whole instance does not help in the
+#: time a user gives (1024 x 256 drift: 262k; its MILP stays at the LP rounding for
+#: minutes), and large-neighbourhood search takes its place
+MILP_ITEM_EPOCHS = 60_000
 
 
 def _stop_if_interrupted(ph: dict, info: dict | None) -> None:

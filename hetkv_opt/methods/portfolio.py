@@ -7,15 +7,16 @@ was stopped by the deadline).  Every schedule offered is re-scored by the evalua
 faster feasible one replaces the incumbent.
 
 :func:`predict_lp_s` decides whether the LP relaxation can finish in the time it would get:
-it solves the LP of a pilot (the first epochs of the instance, about
-:data:`PILOT_ITEM_EPOCHS` item-epochs), and scales the pilot's measured time by the ratio of
-model sizes to the power :data:`LP_TIME_EXPONENT`.  The pilot sees the instance's own
-turnover and capacity pressure, which is what makes an LP slow, so the prediction follows
-the instance family rather than one size threshold.
+it solves the LPs of two pilots (the instance shrunk in items and epochs alike, about
+:data:`PILOT_ITEM_EPOCHS` item-epochs and a quarter of that), measures how the time grows
+between them, and extrapolates to the full size.  The pilots keep the instance's turnover,
+read overlap and capacity pressure, which is what makes an LP slow, so the prediction
+follows the instance family rather than one size threshold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import contextmanager
@@ -28,15 +29,14 @@ from hetkv_opt.milp.build import build_model
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.milp.highs import run_highs
 from hetkv_opt.model.evaluate import evaluate
-from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.instance import Instance, make_instance
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.result import OPTIMAL_SLACK, gap
 
-#: item-epochs of the LP pilot (its LP takes well under a second on this formulation)
-PILOT_ITEM_EPOCHS = 12_000
-#: LP time grows about as (nonzeros) ** this on the time-expanded model (dual simplex;
-#: measured by benchmarks/bench_auto.py --predict: pilot-to-full ratios of 8x to 64x)
-LP_TIME_EXPONENT = 1.4
+#: item-epochs of the larger LP pilot (its LP takes well under a second on most families)
+PILOT_ITEM_EPOCHS = 16_000
+#: the growth exponent of LP time in nonzeros when the pilots cannot measure it
+LP_TIME_EXPONENT = 1.6
 
 
 class Ledger:
@@ -122,10 +122,10 @@ class Ledger:
             rec["best_s"] = self.best_s
             self.phases.append(rec)
 
-    def skip(self, name: str, why: str) -> None:
-        """Record a phase that was not run, and why."""
+    def skip(self, name: str, why: str, **info) -> None:
+        """Record a phase that was not run, and why (``info``: what the decision saw)."""
         self.phases.append({"phase": name, "finished": False, "skipped": why, "runtime_s": 0.0,
-                            "bound_s": self.bound_s, "best_s": self.best_s})
+                            "bound_s": self.bound_s, "best_s": self.best_s, **info})
 
     def summary(self) -> str:
         """What happened, in words (the result's message)."""
@@ -147,57 +147,86 @@ class Ledger:
 
 # ------------------------------------------------------------------------- LP prediction
 
-def pilot_instance(instance: Instance, item_epochs: int = PILOT_ITEM_EPOCHS) -> Instance | None:
-    """The first epochs of ``instance`` holding about ``item_epochs`` item-epochs (None
-    when the instance is that small already)."""
+def shrunk_instance(instance: Instance, factor: int) -> Instance:
+    """The instance shrunk ``factor`` times in both items and epochs, with the same
+    statistics: the first ``E / factor`` epochs, every ``factor``-th item, and every
+    bounded tier's capacity scaled by the bytes kept.  Turnover, read overlap and capacity
+    pressure (what makes an LP slow) stay as they are; only the size changes."""
+    f = max(1, int(factor))
     E = instance.num_epochs
-    alive = np.zeros(E + 1)
-    np.add.at(alive, instance.birth, 1)
-    np.add.at(alive, instance.death, -1)
-    per_epoch = np.cumsum(alive)[:E]
-    total = float(per_epoch.sum())
-    if total <= 2 * item_epochs or E < 4:
-        return None
-    cum = np.cumsum(per_epoch)
-    Ep = int(np.searchsorted(cum, item_epochs)) + 1
-    Ep = max(2, min(Ep, E // 2))
-    sub, _ = window_instance(instance, 0, Ep, instance.initial_tier.clip(min=0))
-    return sub
+    Ep = max(2, -(-E // f))
+    sub, _ = window_instance(instance, 0, min(Ep, E), instance.initial_tier.clip(min=0))
+    if f == 1 or sub.num_items < 2 * f:
+        return sub
+    keep = np.arange(0, sub.num_items, f)
+    remap = np.full(sub.num_items, -1, np.int64)
+    remap[keep] = np.arange(keep.size)
+    ratio = float(sub.size_bytes[keep].sum()) / max(float(sub.size_bytes.sum()), 1.0)
+    tiers = [dataclasses.replace(t, capacity_bytes=None if t.capacity_bytes is None
+                                 else max(int(t.capacity_bytes * ratio), 1))
+             for t in sub.tiers]
+
+    def cut(ep, it, nb):
+        m = remap[it] >= 0
+        return ep[m], remap[it[m]], nb[m]
+
+    return make_instance(
+        name=f"{instance.name}/{f}", mode=sub.mode, tiers=tiers, size_bytes=sub.size_bytes[keep],
+        num_epochs=sub.num_epochs, birth=sub.birth[keep], death=sub.death[keep],
+        pinned_tier=sub.pinned_tier[keep], initial_tier=sub.initial_tier[keep],
+        min_time_s=sub.min_time_s * ratio,
+        reads=cut(sub.read_epoch, sub.read_item, sub.read_bytes),
+        writes=cut(sub.write_epoch, sub.write_item, sub.write_bytes))
 
 
-def predict_lp_s(instance: Instance, config: SolverConfig, *, model_nnz: int | None = None
+def _lp_seconds(inst: Instance, config: SolverConfig, limit_s: float) -> tuple[float, int, bool]:
+    """Measured seconds to build and solve the LP of ``inst``, its nonzeros, and whether it
+    finished within ``limit_s``."""
+    t0 = time.perf_counter()
+    model = build_model(inst, rounding_cuts=config.rounding_cuts, count_vars=False)
+    raw = run_highs(model, relax=True, time_limit_s=limit_s, threads=config.threads,
+                    seed=config.seed, lp_method=config.lp_method, options=config.highs)
+    return time.perf_counter() - t0, int(model.num_nz), raw.status == "optimal"
+
+
+def predict_lp_s(instance: Instance, config: SolverConfig, *, pilot_limit_s: float = 3.0
                  ) -> tuple[float, dict]:
     """Predicted seconds of the LP relaxation of ``instance`` and how it was predicted.
 
-    Returns ``(seconds, record)``; ``record`` has the pilot's size and measured time (for
-    ``details["phases"]``).  A pilot that cannot be cut (tiny instances) predicts its own
-    measured time.
+    Two pilots, the instance shrunk (:func:`shrunk_instance`) to about
+    :data:`PILOT_ITEM_EPOCHS` and to a quarter of that, are solved; their times give the
+    instance's own growth exponent (clipped to [1, 2.5]), which extrapolates the larger
+    pilot to the full size.  A pilot that does not finish in ``pilot_limit_s`` predicts
+    infinity.  Returns ``(seconds, record)``; ``record`` says what was measured.
     """
-    pilot = pilot_instance(instance)
-    target = pilot if pilot is not None else instance
-    t0 = time.perf_counter()
-    model = build_model(target, rounding_cuts=config.rounding_cuts, count_vars=False)
-    build_s = time.perf_counter() - t0
-    raw = run_highs(model, relax=True, time_limit_s=30.0, threads=config.threads,
-                    seed=config.seed, lp_method=config.lp_method, options=config.highs)
-    lp_s = raw.runtime_s
-    rec = {"pilot_epochs": target.num_epochs, "pilot_nonzeros": int(model.num_nz),
-           "pilot_lp_s": round(lp_s, 6), "pilot_build_s": round(build_s, 6)}
-    if pilot is None:
-        rec["predicted_lp_s"] = round(lp_s + build_s, 6)
-        return lp_s + build_s, rec
-    nnz = model_nnz if model_nnz is not None else _estimate_nnz(instance, target, model.num_nz)
-    ratio = max(1.0, nnz / max(model.num_nz, 1))
-    pred = (lp_s + build_s) * ratio ** LP_TIME_EXPONENT
-    rec.update({"nonzeros_estimate": int(nnz), "predicted_lp_s": round(pred, 6)})
+    ie = float((instance.death - instance.birth).sum())
+    if ie <= 2 * PILOT_ITEM_EPOCHS:
+        # small enough to be its own pilot: not worth solving twice (the LP still runs
+        # under its hard share of the deadline)
+        return 0.0, {"pilot": "none (a small instance)", "predicted_lp_s": 0.0}
+    big = max(1, int(round(math.sqrt(ie / PILOT_ITEM_EPOCHS))))
+    small = 2 * big
+    t_big, n_big, ok_big = _lp_seconds(shrunk_instance(instance, big), config, pilot_limit_s)
+    rec = {"pilot_shrink": big, "pilot_nonzeros": n_big, "pilot_lp_s": round(t_big, 6)}
+    if not ok_big:
+        rec["predicted_lp_s"] = math.inf
+        return math.inf, rec
+    t_small, n_small, _ = _lp_seconds(shrunk_instance(instance, small), config, pilot_limit_s)
+    alpha = LP_TIME_EXPONENT
+    if n_small < n_big and t_small > 0:
+        alpha = math.log(max(t_big, 1e-6) / max(t_small, 1e-6)) / math.log(n_big / n_small)
+    alpha = min(max(alpha, 1.0), 2.5)
+    nnz = _estimate_nnz(instance, n_big, big)
+    pred = t_big * max(1.0, nnz / n_big) ** alpha
+    rec.update({"pilot2_shrink": small, "pilot2_nonzeros": n_small,
+                "pilot2_lp_s": round(t_small, 6), "exponent": round(alpha, 3),
+                "nonzeros_estimate": int(nnz), "predicted_lp_s": round(pred, 6)})
     return pred, rec
 
 
-def _estimate_nnz(instance: Instance, pilot: Instance, pilot_nnz: int) -> float:
-    """The full model's nonzeros, scaled from the pilot by item-epochs and reads."""
-    def size(inst):
-        return float((inst.death - inst.birth).sum()) + float(inst.read_bytes.size)
-    return pilot_nnz * size(instance) / max(size(pilot), 1.0)
+def _estimate_nnz(instance: Instance, pilot_nnz: int, factor: int) -> float:
+    """The full model's nonzeros from a pilot shrunk ``factor`` times in items and epochs."""
+    return float(pilot_nnz) * factor * factor
 
 
-__all__ = ["LP_TIME_EXPONENT", "Ledger", "PILOT_ITEM_EPOCHS", "pilot_instance", "predict_lp_s"]
+__all__ = ["LP_TIME_EXPONENT", "Ledger", "PILOT_ITEM_EPOCHS", "predict_lp_s", "shrunk_instance"]

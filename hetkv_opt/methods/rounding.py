@@ -41,7 +41,7 @@ def _membership(model: MilpModel, v: np.ndarray) -> np.ndarray:
 
 
 def _occupancy(inst: Instance, rho: np.ndarray, alive: np.ndarray) -> np.ndarray:
-    """Bytes held per tier and epoch, copies included (MODEL.md section 3), shape (K, E)."""
+    """Bytes held per tier and epoch, copies included (docs/model.md section 3), shape (K, E)."""
     K, E = inst.num_tiers, inst.num_epochs
     size = inst.size_bytes.astype(float)
     occ = np.zeros((K, E))

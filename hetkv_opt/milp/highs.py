@@ -87,6 +87,52 @@ def _apply_options(h, options: dict) -> None:
             raise ValueError(f"HiGHS option '{key}' = {val!r} was refused")
 
 
+#: measured on this machine kind (HiGHS 1.16, one thread; benchmarks/RESULTS.md): seconds of
+#: presolve per nonzero, and seconds HiGHS runs past its time limit plus what the caller does
+#: with its solution, per nonzero (an 11.2M-nonzero MIP: presolve 7.7 s; 2.3 s past a
+#: presolve-free limit)
+PRESOLVE_S_PER_NZ = {"mip": 7e-7, "lp": 3.5e-7}
+RESERVE_S_PER_NZ = {"mip": 3e-7, "lp": 1.5e-7}
+#: presolve is skipped when predicted to take more than this share of the time left
+PRESOLVE_SHARE = 0.3
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: dict):
+    """While HiGHS runs: SIGINT and SIGTERM set ``stop["signal"]`` (HiGHS then ends at its
+    next callback, keeping its incumbent and bound) and reach the handler there was (the
+    CLI's or the bench runner's, which record them and end their deadlines); the
+    KeyboardInterrupt such a handler raises is held back: raised inside a HiGHS callback
+    it turns the run into "Solve error" and loses the incumbent and the bound."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        stop.setdefault("signal", signum)
+        prev = previous.get(signum)
+        if callable(prev):
+            try:
+                prev(signum, frame)
+            except KeyboardInterrupt:
+                pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old = signal.getsignal(sig)
+        if old is None or old is signal.SIG_IGN:
+            continue
+        previous[sig] = old
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_highs(model: MilpModel, *, relax: bool, time_limit_s: "float | Deadline | None" = None,
               mip_rel_gap: float = 1e-4, threads: int = 1, seed: int = 0,
               lp_method: str = "auto", warm_start: np.ndarray | None = None,
@@ -154,20 +200,38 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: "float | Deadline 
                       "bound_s": dual * model.t0_s if math.isfinite(dual) else None,
                       "gap": float(d.mip_gap) if math.isfinite(d.mip_gap) else None})
         h.cbMipInterrupt.subscribe(_on_interrupt)
-    h.HandleKeyboardInterrupt = True
+    stop: dict = {}
+
+    def _cancel(event):
+        if "signal" in stop:
+            event.interrupt()
+    for cb in (h.cbSimplexInterrupt, h.cbIpmInterrupt, h.cbMipInterrupt):
+        cb.subscribe(_cancel)
+    extra_info: dict = {}
     lp = to_highs_lp(model, relax=relax)
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
         return RawSolve("error", "HiGHS refused the model", None, None, None)
     if deadline is not None and not deadline.unlimited:
-        h.setOptionValue("time_limit", float(deadline.solver_limit_s(floor_s=0.01)))
+        kind = "lp" if relax else "mip"
+        left = deadline.remaining_s()
+        # HiGHS's presolve cannot be interrupted (7.7 s on an 11M-nonzero MIP, whatever the
+        # limit): skip it when it would eat the time; and stop HiGHS early enough for what
+        # it does after its limit (MIP set-up, solution transfer) and what follows
+        if "presolve" not in (options or {}) and \
+                PRESOLVE_S_PER_NZ[kind] * model.num_nz > PRESOLVE_SHARE * left:
+            h.setOptionValue("presolve", "off")
+            extra_info["presolve_skipped"] = True
+        reserve = RESERVE_S_PER_NZ[kind] * model.num_nz
+        h.setOptionValue("time_limit", float(deadline.solver_limit_s(reserve, floor_s=0.01)))
     if warm_start is not None and not relax:
         sol = highspy.HighsSolution()
         sol.col_value = list(np.asarray(warm_start, float))
         sol.value_valid = True
         h.setSolution(sol)
     t_start = time.perf_counter()
-    h.run()
+    with _stop_on_signals(stop):
+        h.run()
     runtime = time.perf_counter() - t_start
     ms = h.getModelStatus()
     info = h.getInfo()
@@ -176,7 +240,7 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: "float | Deadline 
     sol = h.getSolution()
     x = np.asarray(sol.col_value, float) if have_primal else None
     obj = float(info.objective_function_value) if have_primal else None
-    extra = {"highs_status": h.modelStatusToString(ms),
+    extra = {**extra_info, "highs_status": h.modelStatusToString(ms),
              "simplex_iterations": int(info.simplex_iteration_count),
              "ipm_iterations": int(info.ipm_iteration_count)}
     dual_bound = None
@@ -184,7 +248,9 @@ def run_highs(model: MilpModel, *, relax: bool, time_limit_s: "float | Deadline 
         extra["mip_nodes"] = int(info.mip_node_count)
         db = float(info.mip_dual_bound)
         dual_bound = db if math.isfinite(db) else None
-    if x is not None and warm_start is not None and not relax:
+    if "signal" in stop:
+        extra["interrupted"] = True
+    if x is not None and warm_start is not None and not relax and "signal" not in stop:
         # HiGHS 1.16 can hand back the warm start's columns with the optimum's objective
         # when presolve solves the whole model: check, and re-solve without the start
         if abs(float(model.col_cost @ x) - obj) > 1e-7 * (1.0 + abs(obj)):
