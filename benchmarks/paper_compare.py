@@ -7,7 +7,7 @@ Run from the repository root, after ``hetkv bench paper --out bench-results/pape
 Prints a markdown table: for every sparsity, the time of the paper's four policies, the
 best schedule we found and our best proven bound, each divided by the aggregate-bandwidth
 bound (the paper's "best" line) of the same instance, and the order of the four policies
-from slowest to fastest.  The paper's rows are its published table (PAPER.md) divided by
+from slowest to fastest.  The paper's rows are its published table (docs/paper.md) divided by
 its own "best" column; ours come from the sweep's cell files.
 """
 

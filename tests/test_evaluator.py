@@ -1,8 +1,8 @@
-"""The evaluator (hetkv_opt.model.evaluate) against MODEL.md sections 2-4.
+"""The evaluator (hetkv_opt.model.evaluate) against docs/model.md sections 2-4.
 
 Three layers:
 - hand-computed cases, one per term of section 4, numbers derived in the comments;
-- an independent slow reference evaluator written from MODEL.md (loops, and the inclusive
+- an independent slow reference evaluator written from docs/model.md (loops, and the inclusive
   read split found by trying every breakpoint), compared on random schedules;
 - mutation tests: a valid schedule corrupted in one way must be refused, with a message
   naming the item / epoch / tier.
@@ -312,7 +312,7 @@ def _lines_max(lines, H):
 
 
 def reference_evaluate(inst, rho):
-    """MODEL.md sections 2-4 by loops.  Returns (feasible, tau, occupancy, copy_in,
+    """docs/model.md sections 2-4 by loops.  Returns (feasible, tau, occupancy, copy_in,
     copy_out, writes, reads_exclusive)."""
     K, E = inst.num_tiers, inst.num_epochs
     s = inst.size_bytes.tolist()

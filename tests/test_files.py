@@ -1,4 +1,4 @@
-"""Instance and schedule files (MODEL.md section 6): every loader error names the file, the
+"""Instance and schedule files (docs/model.md section 6): every loader error names the file, the
 field and the reason; JSON and NPZ round trips are identities; saving is deterministic."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ NPZ_REASON = r"not (a readable|an) NPZ (instance|schedule) file"
 
 
 def base() -> dict:
-    """MODEL.md's tiny instance as a JSON object (3 items, 3 epochs, 2 tiers)."""
+    """docs/model.md's tiny instance as a JSON object (3 items, 3 epochs, 2 tiers)."""
     return instance_to_dict(tiny_instance())
 
 
@@ -483,7 +483,7 @@ def test_instance_hash_sees_every_change(inst):
 
 
 def test_tiny_instance_file_is_the_model_md_example(tmp_path):
-    """MODEL.md section 6 prints this instance's JSON: loading that text gives it."""
+    """docs/model.md section 6 prints this instance's JSON: loading that text gives it."""
     text = """{"schema": "hetkv-instance", "schema_version": 1, "name": "tiny", "mode": "exclusive",
      "tiers": [{"name": "hbm", "capacity_bytes": 2, "bandwidth_Bps": 4.0},
                {"name": "dram", "capacity_bytes": null, "bandwidth_Bps": 1.0,

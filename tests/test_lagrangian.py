@@ -86,7 +86,7 @@ def test_optimised_bound_is_below_the_optimum_and_verified():
 
 
 def test_tiny_instance_bound_is_the_lp_value():
-    # MODEL.md's example: optimum 2.0 s, LP relaxation 1.8 s, aggregate bound 1.0 s
+    # docs/model.md's example: optimum 2.0 s, LP relaxation 1.8 s, aggregate bound 1.0 s
     bound, cert = lagrangian_bound(tiny_instance(), iterations=50)
     assert 1.8 * (1 - 1e-6) <= bound <= 2.0
     assert verify_bound(tiny_instance(), cert) == pytest.approx(bound, rel=REL)

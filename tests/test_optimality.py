@@ -201,7 +201,7 @@ def test_generator_covers_the_interesting_cases():
     assert cut_seen, "no seed exercises the rounding cuts"
 
 
-# --------------------------------------------------------------------- MODEL.md example
+# --------------------------------------------------------------------- docs/model.md example
 
 def test_model_md_worked_example():
     inst = tiny_instance()

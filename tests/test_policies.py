@@ -35,7 +35,7 @@ from hetkv_opt.milp.config import SolverConfig  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ROOT / "instances" / "tiny.json"
-ORACLES = {"belady", "sa-guided"}
+ORACLES = {"belady", "sa-guided", "lookahead", "lookahead-share"}
 EXACT = SolverConfig(mip_rel_gap=0.0)
 
 

@@ -5,7 +5,9 @@
 - :mod:`~hetkv_opt.bench.runner`: :func:`run_suite`: resumable, atomic, local process
   pool or Dask;
 - :mod:`~hetkv_opt.bench.report`: ``report(dir)``: the table and the figures (import it
-  from there: ``from hetkv_opt.bench.report import report``);
+  from there: ``from hetkv_opt.bench.report import report``), ``-f csv`` / ``parquet``;
+- :mod:`~hetkv_opt.bench.sweep`: ``sweep(instance, dir, hbm_scales=...)``: capacity
+  curves (``hetkv sweep``), every point's cells through :func:`run_suite`;
 - :mod:`~hetkv_opt.workloads.paper`: the Llama-3.1-8B / GH200 workload of the
   ``paper`` suite (Fang et al., arXiv 2508.13231).
 

@@ -26,7 +26,13 @@ from typing import Any
 from hetkv_opt.bench.runner import BenchError, read_record
 
 PLOT_HINT = "pip install 'hetkv-opt[plot]'  (matplotlib)"
-FORMATS = ("table", "json", "md")
+PARQUET_HINT = "pip install pyarrow"
+FORMATS = ("table", "json", "md", "csv", "parquet")
+#: the columns of ``-f csv`` / ``-f parquet``: one row per cell, the instance's bounds beside
+TIDY_COLUMNS = ("instance", "group", "method", "kind", "oracle", "status", "total_time_s",
+                "bound_s", "bound_method", "best_bound_s", "best_bound_by", "best_time_s",
+                "best_time_by", "aggregate_bound_s", "gap_to_best_bound", "hbm_read_share",
+                "runtime_s", "item_epochs", "sparsity", "instance_sha256", "message")
 
 
 @dataclass
@@ -239,6 +245,52 @@ def pivot_table(cells: list[CellRow], insts: list[InstanceRow]) -> tuple[list[st
     return cols, rows
 
 
+def tidy_rows(cells: list[CellRow], insts: list[InstanceRow]) -> list[dict]:
+    """One flat record per cell (:data:`TIDY_COLUMNS`): what ``pandas.read_csv`` wants."""
+    by_name = {i.instance: i for i in insts}
+    out = []
+    for c in cells:
+        i = by_name.get(c.instance)
+        rec = {k: getattr(c, k) for k in ("instance", "group", "method", "kind", "oracle",
+                                          "status", "total_time_s", "bound_s", "bound_method",
+                                          "gap_to_best_bound", "hbm_read_share", "runtime_s",
+                                          "item_epochs", "sparsity", "message")}
+        rec.update({"best_bound_s": i.best_bound_s if i else None,
+                    "best_bound_by": i.best_bound_by if i else None,
+                    "best_time_s": i.best_time_s if i else None,
+                    "best_time_by": i.best_time_by if i else None,
+                    "aggregate_bound_s": i.aggregate_bound_s if i else None,
+                    "instance_sha256": i.sha256 if i else None})
+        out.append({k: rec[k] for k in TIDY_COLUMNS})
+    return out
+
+
+def write_csv(rows: list[dict], file) -> None:
+    """``rows`` as CSV (header :data:`TIDY_COLUMNS`; empty cells for None; full float
+    precision)."""
+    import csv
+    w = csv.DictWriter(file, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v)
+                    for k, v in r.items()})
+
+
+def write_parquet(rows: list[dict], path: str | Path) -> Path:
+    """``rows`` as a Parquet file (needs pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BenchError(f"-f parquet needs pyarrow, which is not installed: {PARQUET_HINT} "
+                         f"(or use -f csv)") from None
+    cols = {k: [r[k] for r in rows] for k in TIDY_COLUMNS}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
 def markdown_table(columns, rows) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -447,7 +499,8 @@ def draw_plots(cells: list[CellRow], insts: list[InstanceRow], plot_dir: Path) -
 # ----------------------------------------------------------------------------- entry
 
 def report(directory: str | Path, *, plots: bool = False, plot_dir: str | Path | None = None,
-           fmt: str = "table", pivot: bool = False, file=None) -> dict:
+           fmt: str = "table", pivot: bool = False, file=None,
+           out_path: str | Path | None = None) -> dict:
     """Print the report of a sweep's folder and (``plots=True``) draw its figures.
 
     Parameters
@@ -458,14 +511,18 @@ def report(directory: str | Path, *, plots: bool = False, plot_dir: str | Path |
         Draw ``sparsity.png``, ``gap_vs_size.png`` and ``runtime_vs_size.png``.
     plot_dir : path, optional
         Where the PNGs go (default ``DIRECTORY/plots``).
-    fmt : {"table", "json", "md"}
+    fmt : {"table", "json", "md", "csv", "parquet"}
         ``table``: rich tables; ``json``: one JSON object (the return value); ``md``:
-        GitHub markdown tables.  ``None`` prints nothing.
+        GitHub markdown tables; ``csv``: one row per cell with its instance's bounds
+        (:data:`TIDY_COLUMNS`, for ``pandas.read_csv``); ``parquet``: the same table as a
+        Parquet file (needs pyarrow and ``out_path``).  ``None`` prints nothing.
     pivot : bool
         Print one row per instance instead, one column per method: its T and, in
         brackets, T / the best proven bound (table and md formats).
     file : text stream, optional
         Where to print (default stdout).
+    out_path : path, optional
+        Write the ``csv`` / ``parquet`` table to this file instead of stdout.
 
     Returns
     -------
@@ -481,6 +538,8 @@ def report(directory: str | Path, *, plots: bool = False, plot_dir: str | Path |
     import sys
     if fmt is not None and fmt not in FORMATS:
         raise BenchError(f"option '--format': must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet" and out_path is None:
+        raise BenchError("-f parquet writes a file: give --out FILE.parquet")
     records, passed = load_cells(directory)
     if not records:
         raise BenchError(f"{directory}: no benchmark results (hetkv-bench-cell files) here")
@@ -491,6 +550,20 @@ def report(directory: str | Path, *, plots: bool = False, plot_dir: str | Path |
     data = {"cells": [asdict(c) for c in cells], "instances": [asdict(i) for i in insts],
             "plots": [str(p) for p in pngs], "passed_over": passed}
     out = file or sys.stdout
+    if fmt in ("csv", "parquet"):
+        rows = tidy_rows(cells, insts)
+        if fmt == "parquet":
+            data["table"] = str(write_parquet(rows, out_path))
+        elif out_path is not None:
+            from hetkv_opt.io.files import atomic_write_bytes
+            import io
+            buf = io.StringIO()
+            write_csv(rows, buf)
+            atomic_write_bytes(out_path, buf.getvalue().encode())
+            data["table"] = str(out_path)
+        else:
+            write_csv(rows, out)
+        return data
     if fmt == "json":
         out.write(json.dumps(data, indent=2) + "\n")
     elif fmt == "md" and pivot:
@@ -532,6 +605,6 @@ def report(directory: str | Path, *, plots: bool = False, plot_dir: str | Path |
     return data
 
 
-__all__ = ["CellRow", "InstanceRow", "draw_plots", "fmt_time", "load_cells", "markdown_table",
-           "pivot_table",
+__all__ = ["CellRow", "InstanceRow", "TIDY_COLUMNS", "draw_plots", "fmt_time", "load_cells",
+           "markdown_table", "pivot_table", "tidy_rows", "write_csv", "write_parquet",
            "plot_gap_vs_size", "plot_runtime_vs_size", "plot_sparsity", "report", "summarize"]

@@ -13,6 +13,10 @@
   generated instances from their spec and check the content hash, so every executor runs
   the same instance; file instances are shipped whole.  The parent writes every file, so
   Dask workers need no shared file system.
+- **Interruptible**: Ctrl-C (SIGINT) or SIGTERM while a cell runs in this process stops
+  the sweep: the interrupted cell is not stored (a solver that absorbed the signal
+  returns a truncated result, which must not pass for the cell's), its time budget ends at
+  once, and :func:`run_suite` raises KeyboardInterrupt; a rerun runs that cell again.
 - **Same numbers everywhere**: solvers run single-threaded with the suite's seed, and
   policies are deterministic; only runtimes (and, for time-limited MILPs that stop at
   their limit, the incumbent reached) depend on the machine.
@@ -39,7 +43,10 @@ import multiprocessing
 import os
 import platform
 import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +55,7 @@ import numpy as np
 
 from hetkv_opt.bench.suite import (InstanceSpec, MethodSpec, Suite, SuiteError, build_instance,
                                    load_suite, spec_json)
+from hetkv_opt.deadline import Deadline
 from hetkv_opt.io.files import check_header
 from hetkv_opt.model.instance import Instance, ModelError
 
@@ -223,7 +231,67 @@ def _solver_config(m: MethodSpec):
     return dataclasses.replace(cfg, **dict(m.config))
 
 
-def _run_method(inst: Instance, m: MethodSpec) -> tuple[dict, bool, dict | None]:
+class _Signals:
+    """The first SIGINT/SIGTERM during a sweep, and the budgets of the cells it ends."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.deadlines: list[Deadline] = []
+
+    def deadline(self, limit_s: float | None) -> Deadline:
+        dl = Deadline(limit_s)
+        self.deadlines.append(dl)
+        return dl
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt once a signal came (a cell that absorbed it returned)."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
+#: the signal watch of the sweep running in this process (None elsewhere, e.g. in workers)
+_WATCH: "_Signals | None" = None
+
+
+@contextmanager
+def _watch_signals():
+    """While the sweep runs: SIGINT and SIGTERM are remembered, end the running cell's
+    budget, then go to the handler there was (the CLI's, or Python's KeyboardInterrupt).
+    A signal that was ignored stays ignored; off the main thread nothing is installed."""
+    global _WATCH
+    watch = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield watch
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if watch.signum is None:
+            watch.signum = signum
+        for dl in watch.deadlines:
+            dl.limit_s = max(0.0, dl.elapsed_s())
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old = signal.getsignal(sig)
+        if old is signal.SIG_IGN:
+            continue
+        previous[sig] = old
+        signal.signal(sig, handler)
+    _WATCH = watch
+    try:
+        yield watch
+    finally:
+        _WATCH = None
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _run_method(inst: Instance, m: MethodSpec,
+                deadline: Deadline | None = None) -> tuple[dict, bool, dict | None]:
     """Run one method; returns (result dict, oracle flag, warm-start report)."""
     if m.kind == "policy":
         from hetkv_opt.policies import get_policy, simulate
@@ -243,14 +311,17 @@ def _run_method(inst: Instance, m: MethodSpec) -> tuple[dict, bool, dict | None]
                 warm, chosen = r.schedule, name
         ws_report = {"policies_s": times, "chosen": chosen,
                      "runtime_s": round(time.perf_counter() - t0, 6)}
-    res = solve(inst, m.method, time_limit_s=m.time_limit_s, config=_solver_config(m),
-                warm_start=warm)
+    # the cell's budget as a deadline, which a signal ends (the Lagrangian method takes
+    # plain seconds)
+    limit = m.time_limit_s if deadline is None or m.method == "lagrangian" else deadline
+    res = solve(inst, m.method, time_limit_s=limit, config=_solver_config(m), warm_start=warm)
     return res.to_dict(), False, ws_report
 
 
 def run_cell(task: Task) -> dict:
     """Run one cell and return its record (never raises for a failing method: the record
-    says ``status = "error"`` and why).  Top-level, so process pools and Dask can call it."""
+    says ``status = "error"`` and why).  Top-level, so process pools and Dask can call it.
+    In a sweep run here, the cell's budget is a deadline a signal ends."""
     t0 = time.perf_counter()
     warm = None
     oracle = False
@@ -266,7 +337,9 @@ def run_cell(task: Task) -> dict:
                                    f"content {got[:12]}, the planner {task.instance_sha256[:12]} "
                                    f"(different package versions?)")
         t0 = time.perf_counter()
-        result, oracle, warm = _run_method(inst, task.method)
+        watch = _WATCH
+        dl = None if watch is None else watch.deadline(task.method.time_limit_s)
+        result, oracle, warm = _run_method(inst, task.method, dl)
     except Exception as exc:  # a failing method is a result, not a crash of the sweep
         result = {"status": "error", "method": task.method.method,
                   "instance": task.instance.name, "total_time_s": None, "bound_s": None,
@@ -330,23 +403,27 @@ def _is_done(path: Path, sha: str, redo_errors: bool) -> bool:
 
 # ----------------------------------------------------------------------------- executors
 
-def _run_here(todo: list[Task], done: Callable) -> None:
+def _run_here(todo: list[Task], done: Callable, watch: _Signals) -> None:
     for t in todo:
-        done(t, run_cell(t), None)
+        rec = run_cell(t)
+        watch.check()                      # interrupted: this cell's record is not kept
+        done(t, rec, None)
 
 
-def _run_pool(todo: list[Task], workers: int, done: Callable) -> None:
+def _run_pool(todo: list[Task], workers: int, done: Callable, watch: _Signals) -> None:
     ctx = multiprocessing.get_context("spawn")     # no fork of a process that ran HiGHS
     ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
         futs = {ex.submit(run_cell, t): t for t in todo}
         for fut in cf.as_completed(futs):
             t = futs[fut]
+            watch.check()
             try:
                 rec = fut.result()
             except Exception as exc:     # a worker died (killed, out of memory)
                 done(t, None, exc)
                 continue
+            watch.check()                # a worker's cell may have absorbed the same Ctrl-C
             done(t, rec, None)
     except BaseException:
         ex.shutdown(wait=False, cancel_futures=True)
@@ -383,7 +460,7 @@ def dask_client(scheduler):
         raise BenchError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
-def _run_dask(todo: list[Task], scheduler, done: Callable) -> None:
+def _run_dask(todo: list[Task], scheduler, done: Callable, watch: _Signals) -> None:
     from distributed import as_completed
     client, owned = dask_client(scheduler)
     try:
@@ -391,11 +468,13 @@ def _run_dask(todo: list[Task], scheduler, done: Callable) -> None:
         by_key = {f.key: t for f, t in zip(futs, todo)}
         for fut in as_completed(futs):
             t = by_key[fut.key]
+            watch.check()
             try:
                 rec = fut.result()
             except Exception as exc:
                 done(t, None, exc)
                 continue
+            watch.check()
             done(t, rec, None)
     finally:
         if owned:
@@ -435,6 +514,9 @@ def run_suite(suite: Suite | str | os.PathLike, out_dir: str | os.PathLike, *,
         A bad suite (naming the file, the field and the reason).
     BenchError
         Dask missing or unreachable, or a bad ``workers``.
+    KeyboardInterrupt
+        Ctrl-C or SIGTERM: the cells finished before it are written, the interrupted one
+        is not (run again to resume).
 
     Examples
     --------
@@ -498,12 +580,13 @@ def run_suite(suite: Suite | str | os.PathLike, out_dir: str | os.PathLike, *,
               "status": status})
 
     if todo:
-        if scheduler is not None:
-            _run_dask(todo, scheduler, done)
-        elif workers > 1:
-            _run_pool(todo, workers, done)
-        else:
-            _run_here(todo, done)
+        with _watch_signals() as watch:
+            if scheduler is not None:
+                _run_dask(todo, scheduler, done, watch)
+            elif workers > 1:
+                _run_pool(todo, workers, done, watch)
+            else:
+                _run_here(todo, done, watch)
     run.paths = [out_dir / f"{t.cell_id}.json" for t in tasks
                  if (out_dir / f"{t.cell_id}.json").is_file()]
     run.runtime_s = time.perf_counter() - t_start

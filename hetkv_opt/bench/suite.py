@@ -35,6 +35,10 @@ A suite lists instances (files, or generator parameters with optional sweeps) an
     method = "policy:ema-score"
     params = { decay = 0.5 }
 
+    [[methods]]
+    method = "policy:../policies/mine.py:MostRead"   # your own policy: FILE.py:CLASS
+    params = { fill = "share" }                      # (relative to this file) or MODULE:CLASS
+
 The suite's name is its file's stem (``benchmarks/suites/NAME.toml``); a ``name`` key, if
 present, must equal it.  Every error names the file, the field and the reason.
 """
@@ -163,7 +167,7 @@ class MethodSpec:
         The cell's method name in files and reports (unique in the suite).
     method : str
         A :func:`hetkv_opt.solve.solve` method (``lp``, ``milp``, ``auto``, ...) or
-        ``policy:NAME``.
+        ``policy:NAME`` (NAME may be ``FILE.py:CLASS`` or ``MODULE:CLASS``).
     time_limit_s : float or None
         Solver methods only.
     params : dict
@@ -172,6 +176,10 @@ class MethodSpec:
         A solver preset name or path; ``config`` overrides its fields.
     warm_start : tuple of str
         Policies whose best schedule starts the MILP (``milp``/``auto`` only).
+    source_sha256 : str or None
+        For a policy from a file or module (``policy:FILE.py:CLASS``): the SHA-256 of its
+        source, so that its cells run again when the code changes.  ``method`` then holds
+        the file's absolute path; ``label`` keeps the suite's text.
     """
 
     label: str
@@ -182,6 +190,7 @@ class MethodSpec:
     preset: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     warm_start: tuple = ()
+    source_sha256: str | None = None
 
     @property
     def kind(self) -> str:
@@ -192,10 +201,13 @@ class MethodSpec:
         return self.method.split(":", 1)[1] if self.kind == "policy" else None
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "method": self.method, "kind": self.kind,
-                "time_limit_s": self.time_limit_s, "params": dict(self.params),
-                "preset": self.preset, "config": dict(self.config),
-                "warm_start": list(self.warm_start)}
+        d = {"label": self.label, "method": self.method, "kind": self.kind,
+             "time_limit_s": self.time_limit_s, "params": dict(self.params),
+             "preset": self.preset, "config": dict(self.config),
+             "warm_start": list(self.warm_start)}
+        if self.source_sha256 is not None:      # only for plugins: other cells keep their hash
+            d["source_sha256"] = self.source_sha256
+        return d
 
 
 @dataclass(frozen=True)
@@ -357,6 +369,33 @@ def _parse_instances(raw, base_dir: Path, seed: int) -> list[InstanceSpec]:
     return out
 
 
+def resolve_policy_spec(name: str, base_dir: Path | None) -> str:
+    """A policy name as given, or a ``FILE.py:CLASS`` spec with its file made absolute:
+    relative to ``base_dir`` (the suite's folder) if the file is there, else to the
+    current folder (as instance files are)."""
+    from hetkv_opt.policies.plugins import is_file_target, is_spec, resolve_file_spec, split_spec
+    if not is_spec(name):
+        return name
+    target, _ = split_spec(name)
+    if not is_file_target(target) or Path(target).is_absolute():
+        return resolve_file_spec(name, None)
+    here = resolve_file_spec(name, base_dir or Path.cwd())
+    if Path(split_spec(here)[0]).is_file():
+        return here
+    cwd = resolve_file_spec(name, Path.cwd())
+    return cwd if Path(split_spec(cwd)[0]).is_file() else here
+
+
+def _policy_source(name: str) -> str | None:
+    """SHA-256 of the source file of a policy loaded from a spec (read now: an edited file
+    changes the cells' hashes), None for registered policies."""
+    from hetkv_opt.policies import policy_source, resolve_policy
+    from hetkv_opt.policies.plugins import source_sha256
+    cls = resolve_policy(name)
+    src = policy_source(cls.name) if cls.name else None
+    return source_sha256(src["file"]) if src else None
+
+
 def _policy_check(name: str, params: dict, where: str) -> None:
     try:
         from hetkv_opt.policies import get_policy
@@ -365,16 +404,17 @@ def _policy_check(name: str, params: dict, where: str) -> None:
     try:
         get_policy(name, **params)
     except ValueError as exc:
+        from hetkv_opt.policies import PolicyLoadError
         text = str(exc)
         m = re.search(r"parameter '([A-Za-z_0-9]+)'|parameter '?([A-Za-z_0-9]+)'?", text)
-        if text.startswith("unknown policy"):
+        if text.startswith("unknown policy") or isinstance(exc, PolicyLoadError):
             raise SuiteError(f"{where}.method", text) from None
         key = next((g for g in (m.groups() if m else ()) if g), None)
         raise SuiteError(f"{where}.params.{key}" if key and key in params else f"{where}.params",
                          text) from None
 
 
-def _parse_methods(raw, seed: int) -> list[MethodSpec]:
+def _parse_methods(raw, seed: int, base_dir: Path | None = None) -> list[MethodSpec]:
     from hetkv_opt.milp.config import SolverConfig, load_preset
     if not isinstance(raw, list) or not raw:
         raise SuiteError("methods", "must be a non-empty list of tables ([[methods]])")
@@ -398,13 +438,14 @@ def _parse_methods(raw, seed: int) -> list[MethodSpec]:
             for key in ("time_limit_s", "preset", "config", "warm_start"):
                 if key in entry:
                     raise SuiteError(f"{where}.{key}", "only for solver methods, not policies")
-            pname = method.split(":", 1)[1]
+            pname = resolve_policy_spec(method.split(":", 1)[1], base_dir)
             _policy_check(pname, params, where)
             from hetkv_opt.policies import get_policy
             pol = get_policy(pname, **params)
             if "seed" in pol.params() and "seed" not in params:
                 params["seed"] = seed
-            out.append(MethodSpec(label=label, method=method, index=n, params=params))
+            out.append(MethodSpec(label=label, method=f"policy:{pname}", index=n,
+                                  params=params, source_sha256=_policy_source(pname)))
             continue
         if method not in SOLVER_METHODS:
             raise SuiteError(f"{where}.method", f"unknown method {method!r} (known: "
@@ -429,7 +470,7 @@ def _parse_methods(raw, seed: int) -> list[MethodSpec]:
                                  f"{', '.join(sorted(cfg_fields))})")
         try:
             SolverConfig(**config)
-        except TypeError as exc:  # pragma: no cover - keys are checked above
+        except (TypeError, ValueError) as exc:   # a bad value: named by SolverConfig
             raise SuiteError(f"{where}.config", str(exc)) from None
         if "seed" not in config:
             config["seed"] = seed
@@ -438,6 +479,7 @@ def _parse_methods(raw, seed: int) -> list[MethodSpec]:
             raise SuiteError(f"{where}.warm_start", "only for milp and auto")
         if not isinstance(ws, list) or not all(isinstance(p, str) for p in ws):
             raise SuiteError(f"{where}.warm_start", "must be a list of policy names")
+        ws = [resolve_policy_spec(p, base_dir) for p in ws]
         for p in ws:
             _policy_check(p, {}, f"{where}.warm_start")
         out.append(MethodSpec(label=label, method=method, index=n, time_limit_s=float(tl),
@@ -481,7 +523,7 @@ def parse_suite(data: Mapping[str, Any], name: str, base_dir: Path | None = None
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SuiteError("seed", f"must be a whole number >= 0, got {seed!r}")
         instances = _parse_instances(data.get("instances"), base_dir or Path.cwd(), seed)
-        methods = _parse_methods(data.get("methods"), seed)
+        methods = _parse_methods(data.get("methods"), seed, base_dir)
     except SuiteError as exc:
         raise (exc.with_source(source) if source else exc) from None
     return Suite(name=name, instances=tuple(instances), methods=tuple(methods), seed=seed,

@@ -1,4 +1,4 @@
-"""Proven lower bounds on T (MODEL.md section 5).
+"""Proven lower bounds on T (docs/model.md section 5).
 
 A bound here is a number proven <= T for every feasible schedule.  The LP bound is not
 HiGHS's LP objective (computed in scaled space with tolerances) but a weak-duality bound

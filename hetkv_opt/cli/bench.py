@@ -15,13 +15,15 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import err, fail
+from hetkv_opt.cli.common import check_output_path, err, exit_interrupted, fail
 
 
 class ReportFormat(str, Enum):
     table = "table"
     json = "json"
     md = "md"
+    csv = "csv"
+    parquet = "parquet"
 
 
 def bench(
@@ -43,6 +45,8 @@ def bench(
         spec = load_suite(suite)
     except SuiteError as exc:
         fail(str(exc))
+    check_output_path(out, inputs=[Path(suite)] + [i.file for i in spec.instances if i.file],
+                      folder=True)
     progress, stop = _progress_bar(spec.name, enabled=not quiet)
     try:
         run = run_suite(spec, out, workers=workers, scheduler=scheduler, progress=progress,
@@ -52,8 +56,8 @@ def bench(
         fail(str(exc))
     except KeyboardInterrupt:
         stop()
-        err.print(f"interrupted: finished cells are in {out}; run the same command to resume")
-        raise typer.Exit(code=130)
+        exit_interrupted(f"interrupted: finished cells are in {out} (the interrupted cell is "
+                         f"not stored); run the same command to resume")
     stop()
     err.print(f"suite {run.suite}: {run.total} cells, {run.ran} run, {run.skipped} already "
               f"done, {len(run.errors)} errors, {len(run.failed)} failed, "
@@ -94,8 +98,9 @@ def report(
     directory: Path = typer.Argument(..., help="A folder written by 'hetkv bench'."),
     plots: bool = typer.Option(False, "--plots", help="Draw PNG figures (needs the plot extra)."),
     plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Where the PNGs go (default DIRECTORY/plots)."),
-    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table, json or md (markdown)."),
+    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table, json, md (markdown), csv (one row per cell, for pandas) or parquet (needs pyarrow and --out)."),
     pivot: bool = typer.Option(False, "--pivot", help="One row per instance, one column per method (T and T / best bound)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv / parquet table to this file (default for csv: stdout)."),
 ):
     """Table of a sweep (time, bound, gap to the best proven bound, HBM read share, runtime)
     and, with --plots, the figures."""
@@ -103,7 +108,7 @@ def report(
     from hetkv_opt.bench.runner import BenchError
     try:
         run_report(directory, plots=plots, plot_dir=plot_dir, fmt=fmt.value, pivot=pivot,
-                   file=sys.stdout)
+                   file=sys.stdout, out_path=out_path)
     except BenchError as exc:
         fail(str(exc))
 

@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import Format, emit_json, err, fail, load_instance, out
+from hetkv_opt.cli.common import (Format, check_output_path, check_time_limit, emit_json, err,
+                                  exit_interrupted, fail, load_instance, out)
 
 
 class BoundMethod(str, Enum):
@@ -51,10 +52,11 @@ def bound_cmd(
     from hetkv_opt.model.terms import aggregate_bound_s
     if iterations < 1:
         fail("option '--iterations': must be >= 1")
-    if time_limit is not None and time_limit <= 0:
-        fail("option '--time-limit': must be > 0")
+    time_limit = check_time_limit(time_limit)
     if cert is not None and cert.suffix.lower() != ".npz":
         fail(f"option '--cert': {cert} must end in .npz")
+    if cert is not None:
+        check_output_path(cert, inputs=[instance, warm_start], option="--cert")
     inst = load_instance(instance)
     prices = None
     if warm_start is not None:
@@ -93,7 +95,7 @@ def bound_cmd(
     except ValueError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted")
+        exit_interrupted("interrupted: no bound, no certificate written")
     if cert is not None:
         try:
             certificate.save(cert)

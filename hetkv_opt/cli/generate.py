@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import Format, emit_json, err, fail
+from hetkv_opt.cli.common import Format, check_output_path, emit_json, err, fail
 from hetkv_opt.model.instance import ModelError
 
 
@@ -57,6 +57,7 @@ def generate(
     options and seed, same bytes."""
     if out_path.suffix.lower() not in (".json", ".npz"):
         fail(f"{out_path}: the instance file must end in .json or .npz")
+    check_output_path(out_path, inputs=[params, *(trace or ())], option="")
     workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers)) \
         or access != "drift" or bool(trace)
     if params is not None and workload:
@@ -141,7 +142,10 @@ def _generate_drift(out_path: Path, params, *, name, fmt) -> None:
         inst = drift_instance(params, name=name)
     except ValueError as exc:
         fail(str(exc))
-    save_instance(inst, out_path)
+    try:
+        save_instance(inst, out_path)
+    except OSError as exc:
+        fail(f"{out_path}: cannot write the instance ({exc.strerror or exc})")
     d = {"path": str(out_path), "name": inst.name, "items": inst.num_items,
          "epochs": inst.num_epochs, "reads": int(inst.read_bytes.size), "sha256": instance_hash(inst)}
     if fmt == Format.json:

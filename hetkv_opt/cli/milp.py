@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hetkv_opt.cli.common import Format, emit_json, err, fail, load_instance, out
+from hetkv_opt.cli.common import (Format, check_output_path, emit_json, err, fail, load_instance,
+                                  out)
 
 
 def export(
@@ -22,19 +23,43 @@ def export(
 ):
     """Write the MILP (MPS or LP, with readable names) for any other solver.
 
-    The objective is T / t0 with t0 the time unit printed here (seconds)."""
+    Times in the model are in a time unit t0 (seconds), so that they are O(1): the
+    objective is T / t0.  The time unit is printed here and written in the file's first
+    comment lines ('* hetkv: time unit t0 = ... s' in MPS, '\\ hetkv: ...' in LP)."""
+    import os
+    import shutil
+    import tempfile
+
+    from hetkv_opt.io.files import atomic_write_with, instance_hash
     from hetkv_opt.milp.highs import write_model
     from hetkv_opt.milp.build import build_model
     if to.suffix.lower() not in (".mps", ".lp"):
         fail(f"option '--to': {to} must end in .mps or .lp")
+    check_output_path(to, inputs=[instance], option="--to")
     inst = load_instance(instance)
     model = build_model(inst, rounding_cuts=not no_cuts, count_vars=not no_cuts)
+    mark = "*" if to.suffix.lower() == ".mps" else "\\"
+    head = (f"{mark} hetkv: time unit t0 = {model.t0_s:.9g} s: the objective is T / t0, T the "
+            f"decode time in seconds\n"
+            f"{mark} hetkv: instance {inst.name}, sha256 {instance_hash(inst)}"
+            f"{', LP relaxation' if relax else ''}\n")
+
+    def write(tmp: str) -> None:
+        fd, raw = tempfile.mkstemp(prefix=f".{to.stem}.highs.", suffix=to.suffix, dir=to.parent)
+        os.close(fd)
+        try:
+            write_model(model, raw, relax=relax)
+            with open(tmp, "w", encoding="utf-8") as dst, open(raw, encoding="utf-8") as src:
+                dst.write(head)
+                shutil.copyfileobj(src, dst)
+        finally:
+            os.unlink(raw)
     try:
-        write_model(model, str(to), relax=relax)
+        atomic_write_with(to, write)
     except OSError as exc:
-        fail(str(exc))
+        fail(f"{to}: cannot write the model ({exc.strerror or exc})")
     err.print(f"wrote {to}: {model.num_col} columns, {model.num_row} rows, {model.num_nz} nonzeros; "
-              f"objective = T / {model.t0_s:.9g} s")
+              f"objective = T / {model.t0_s:.9g} s", markup=False, highlight=False)
 
 
 def solver_presets(fmt: Format = typer.Option(Format.table, "--format", "-f")):

@@ -11,7 +11,8 @@ from typing import List, Optional
 
 import typer
 
-from hetkv_opt.cli.common import Format, emit_json, fail, fmt_pct, fmt_s, load_instance, out
+from hetkv_opt.cli.common import (Format, check_output_path, check_time_limit, emit_json, fail,
+                                  fmt_pct, fmt_s, load_instance, out)
 
 
 class Bound(str, Enum):
@@ -34,7 +35,7 @@ def _parse_params(pairs: List[str]) -> dict:
 
 def simulate_cmd(
     instance: Path = typer.Argument(..., help="Instance file (.json or .npz)."),
-    policy: str = typer.Option(..., "--policy", "-p", help="A registered policy (see 'hetkv policies')."),
+    policy: str = typer.Option(..., "--policy", "-p", help="A registered policy (see 'hetkv policies'), or your own: path/to/file.py:ClassName or package.module:ClassName (docs/policies.md)."),
     param: List[str] = typer.Option([], "--param", help="Hyper-parameter key=value (repeatable)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schedule here (.json or .npz)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
@@ -44,10 +45,14 @@ def simulate_cmd(
     """Simulate an online placement policy; the same result keys as 'solve'.
 
     The gap is measured against a proven bound: the LP relaxation by default
-    (capacity-aware), or the paper's aggregate bound with --bound aggregate."""
+    (capacity-aware), or the paper's aggregate bound with --bound aggregate.
+    Your own policy runs the same way: --policy mine.py:MyPolicy --param k=v."""
     from hetkv_opt.io.files import instance_hash, save_schedule
     from hetkv_opt.policies import PolicyError, get_policy, simulate
     params = _parse_params(param)
+    bound_time_limit = check_time_limit(bound_time_limit, "--bound-time-limit")
+    if out_path is not None:
+        check_output_path(out_path, inputs=[instance], suffixes=(".json", ".npz"))
     try:
         pol = get_policy(policy, **params)
     except ValueError as exc:
@@ -91,6 +96,8 @@ def _print_result(d: dict) -> None:
     t.add_column("value")
     t.add_row("status", d["status"])
     t.add_row("method", d["method"] + ("  (oracle: reads the future)" if det.get("oracle") else ""))
+    if det.get("source"):
+        t.add_row("source", det["source"])
     params = det.get("params") or {}
     t.add_row("parameters", ", ".join(f"{k}={v}" for k, v in params.items()) or "-")
     t.add_row("total time T (evaluator)", fmt_s(d["total_time_s"]))
@@ -113,8 +120,11 @@ def _print_result(d: dict) -> None:
 
 def policies_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f")):
     """List the registered policies: parameters with defaults, and which are oracles."""
-    from hetkv_opt.policies import list_policies
+    from hetkv_opt.policies import list_policies, plugin_problems
+    from hetkv_opt.cli.common import err
     infos = list_policies()
+    for line in plugin_problems():
+        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     if fmt == Format.json:
         emit_json([i.to_dict() for i in infos])
         return

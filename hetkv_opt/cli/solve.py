@@ -14,8 +14,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hetkv_opt.cli.common import (Format, config_from_options, emit_json, err, fail, fmt_pct,
-                                  fmt_s, load_instance, out)
+from hetkv_opt.cli.common import (Format, check_output_path, check_time_limit, config_from_options,
+                                  deadline, emit_json, err, exit_interrupted, fail, fmt_pct, fmt_s,
+                                  interrupted_by, load_instance, out, say)
 from hetkv_opt.model.instance import ModelError
 from hetkv_opt.solve import METHODS
 
@@ -26,8 +27,8 @@ Method = Enum("Method", {m: m for m in METHODS}, type=str, module=__name__)
 def solve(
     instance: Path = typer.Argument(..., help="Instance file (.json or .npz)."),
     method: Method = typer.Option(Method.auto, "--method", "-m", help="auto: LP bound, then the MILP in the time left."),
-    time_limit: Optional[float] = typer.Option(60.0, "--time-limit", "-t", help="Wall-clock seconds for the whole solve."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schedule here (.json or .npz)."),
+    time_limit: Optional[float] = typer.Option(60.0, "--time-limit", "-t", help="Wall-clock seconds for the whole solve (inf: no limit)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schedule here (.json or .npz; a missing folder is made)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
     solver_preset: Optional[str] = typer.Option(None, "--solver-preset", help="Preset name (solvers/NAME.toml) or path."),
     gap: Optional[float] = typer.Option(None, "--gap", help="Relative MIP gap at which to stop."),
@@ -37,12 +38,18 @@ def solve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="HiGHS's log on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ):
-    """Solve an instance: the best schedule found, the best proven bound, and the gap."""
+    """Solve an instance: the best schedule found, the best proven bound, and the gap.
+
+    Ctrl-C (or SIGTERM) stops the solve: the best bound and schedule found so far are
+    printed (and written with --out), and the exit code is 130 (143)."""
+    import signal
+
     from hetkv_opt.io.files import instance_hash, load_schedule, save_schedule
     from hetkv_opt.solve import solve as run_solve
-    if time_limit is not None and time_limit <= 0:
-        fail("option '--time-limit': must be > 0")
+    time_limit = check_time_limit(time_limit)
     cfg = config_from_options(solver_preset, gap, threads, seed)
+    if out_path is not None:
+        check_output_path(out_path, inputs=[instance, warm_start], suffixes=(".json", ".npz"))
     inst = load_instance(instance)
     ws = None
     if warm_start is not None:
@@ -52,26 +59,43 @@ def solve(
             fail(str(exc))
     log = (lambda line: err.print(line, markup=False, highlight=False)) if verbose else None
     progress_cb, stop = _progress(time_limit, enabled=not quiet and not verbose and method.value in ("auto", "milp", "lagrangian", "flow"))
+    # a signal ends this deadline, so that no phase or retry goes on after it (the
+    # Lagrangian method takes plain seconds)
+    limit = time_limit if method.value == "lagrangian" else deadline(time_limit)
     try:
-        res = run_solve(inst, method.value, time_limit_s=time_limit, config=cfg, warm_start=ws,
+        res = run_solve(inst, method.value, time_limit_s=limit, config=cfg, warm_start=ws,
                         log=log, progress=progress_cb)
     except ValueError as exc:
         stop()
         fail(str(exc))
+    except KeyboardInterrupt:
+        stop()
+        exit_interrupted("interrupted before the solve had a result: nothing to report")
     stop()
+    sig = interrupted_by()
+    if sig is not None and "interrupted" not in res.message:
+        word = "terminated (SIGTERM)" if sig == signal.SIGTERM else "interrupted (Ctrl-C)"
+        res = res.with_(message=f"{word}: the best bound and schedule found so far"
+                        + (f"; {res.message}" if res.message else ""))
     if out_path is not None and res.schedule is not None:
-        save_schedule(res.schedule, out_path, extra={
-            "method": res.method, "status": res.status, "total_time_s": res.total_time_s,
-            "bound_s": res.bound_s, "bound_method": res.bound_method,
-            "instance_sha256": instance_hash(inst)})
+        try:
+            save_schedule(res.schedule, out_path, extra={
+                "method": res.method, "status": res.status, "total_time_s": res.total_time_s,
+                "bound_s": res.bound_s, "bound_method": res.bound_method,
+                "instance_sha256": instance_hash(inst)})
+        except OSError as exc:
+            fail(f"{out_path}: cannot write the schedule ({exc.strerror or exc})")
+        say(f"wrote {out_path}")
     elif out_path is not None:
-        err.print(f"no schedule to write to {out_path} (status {res.status})")
+        say(f"no schedule to write to {out_path} (status {res.status})")
     d = res.to_dict()
     d["instance_sha256"] = instance_hash(inst)
     if fmt == Format.json:
         emit_json(d)
     else:
         _print_result(d)
+    if sig is not None:
+        exit_interrupted("interrupted: the result above is the best found so far")
     if res.status == "error":
         raise typer.Exit(code=1)
 
@@ -134,16 +158,21 @@ def evaluate(
     instance: Path = typer.Argument(..., help="Instance file."),
     schedule: Path = typer.Argument(..., help="Schedule file."),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
-    per_epoch: bool = typer.Option(False, "--per-epoch", help="Include τ(e) and its binding term per epoch (JSON)."),
+    per_epoch: bool = typer.Option(False, "--per-epoch", help="Include τ(e) and the term that sets it, per epoch (a table, or JSON keys)."),
 ):
-    """Score a schedule with the independent evaluator (exit 1 if it is infeasible)."""
+    """Score a schedule with the independent evaluator (exit 1 if it is infeasible; exit 2
+    if it was made for another instance)."""
     from hetkv_opt.model.evaluate import evaluate as run_eval
+    from hetkv_opt.model.evaluate import schedule_mismatch
     from hetkv_opt.io.files import load_schedule
     inst = load_instance(instance)
     try:
         sch = load_schedule(schedule)
     except ModelError as exc:
         fail(str(exc))
+    why = schedule_mismatch(inst, sch)
+    if why:
+        fail(f"{schedule}: {why} ({instance})")
     ev = run_eval(inst, sch)
     d = ev.summary()
     d["instance"] = inst.name
@@ -170,6 +199,13 @@ def evaluate(
         for v in d["violations"][:10]:
             t.add_row("violation", v)
         out.print(t)
+        if per_epoch:
+            pe = Table(title="per epoch")
+            for col, just in (("epoch", "right"), ("τ(e)", "right"), ("set by", "left")):
+                pe.add_column(col, justify=just)
+            for e, (tau, term) in enumerate(zip(d["epoch_time_s"], d["binding"])):
+                pe.add_row(str(e), fmt_s(tau), term or "-")
+            out.print(pe)
     if not ev.feasible:
         raise typer.Exit(code=1)
 

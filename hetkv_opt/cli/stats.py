@@ -11,16 +11,22 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import Format, emit_json, err, fail, load_instance, out
+from hetkv_opt.cli.common import (Format, check_output_path, emit_json, err, exit_interrupted,
+                                  fail, load_instance, out)
 
 
 def _f(x, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _need_png(path: Optional[Path]) -> None:
-    if path is not None and path.suffix.lower() != ".png":
-        fail(f"option '--plot': {path} must end in .png")
+def _need_png(path: Optional[Path], inputs=()) -> None:
+    """``--plot``: a .png path that can be written, and matplotlib installed: both checked
+    before the work starts."""
+    if path is not None:
+        if path.suffix.lower() != ".png":
+            fail(f"option '--plot': {path} must end in .png")
+        _pyplot()
+        check_output_path(path, inputs=inputs, option="--plot")
 
 
 def _pyplot():
@@ -88,7 +94,7 @@ def stats_cmd(
     """Read-set overlap, heavy-hitter persistence, sink and recency mass, concentration,
     per-layer differences and HBM room vs working set of an instance's KV reads."""
     from hetkv_opt.workloads.stats import instance_stats
-    _need_png(plot)
+    _need_png(plot, inputs=[instance])
     inst = load_instance(instance)
     try:
         s = instance_stats(inst, window_steps=window_steps, top_fraction=top_fraction)
@@ -198,13 +204,17 @@ def calibrate_cmd(
     """Fit the drift generator (sparsity, phi, persistence, sinks, recent) to an instance's
     statistics; print target vs fitted and the 'hetkv generate' command at paper scale."""
     from hetkv_opt.workloads.calibrate import fit_drift, generate_command, save_params
-    _need_png(plot)
+    _need_png(plot, inputs=[instance])
     if seeds < 1:
         fail("option '--seeds': must be >= 1")
     if max_evals < 1:
         fail("option '--max-evals': must be >= 1")
+    if budget_s is not None and not budget_s > 0:
+        fail(f"option '--budget-s': must be a number of seconds > 0, got {budget_s}")
     if out_path is not None and out_path.suffix.lower() != ".json":
         fail(f"option '--out': {out_path} must end in .json")
+    if out_path is not None:
+        check_output_path(out_path, inputs=[instance, plot])
     inst = load_instance(instance)
     state = {"last": 0.0}
     t0 = time.monotonic()
@@ -223,7 +233,7 @@ def calibrate_cmd(
     except ValueError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted")
+        exit_interrupted("interrupted: no fit, nothing written")
     if out_path is not None:
         try:
             save_params(res, out_path)

@@ -1,4 +1,4 @@
-"""Instance and schedule files (MODEL.md section 6): the public face of :mod:`hetkv_opt.io.files`
+"""Instance and schedule files (docs/model.md section 6): the public face of :mod:`hetkv_opt.io.files`
 and :mod:`hetkv_opt.io.npz_stream`.
 
 JSON for small files, NPZ for large ones; loaders validate everything and name the file,

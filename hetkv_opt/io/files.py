@@ -1,4 +1,4 @@
-"""Reading and writing instance and schedule files (MODEL.md section 6).
+"""Reading and writing instance and schedule files (docs/model.md section 6).
 
 JSON for small files, NPZ for large ones, with the same content.  Every loader validates
 everything before returning, and every error names the file, the field and the reason.
@@ -80,7 +80,7 @@ def _json_dumps(obj: Any) -> str:
 # ----------------------------------------------------------------------------- instances
 
 def instance_to_dict(inst: Instance) -> dict:
-    """The JSON object of an instance (MODEL.md section 6)."""
+    """The JSON object of an instance (docs/model.md section 6)."""
     tiers = instance_to_dict_tiers(inst)
     items = {k: getattr(inst, k).tolist() for k in _ITEM_ARRAYS}
     items.update({k: v.tolist() for k, v in inst.item_labels.items()})
@@ -197,6 +197,11 @@ def instance_from_dict(d: Any) -> Instance:
         raise ModelError(f"epochs.{key}", "unknown key")
     count = _require(epochs, "count", "epochs")
     size = _require(items, "size_bytes", "items")
+    if hasattr(size, "__len__") and not isinstance(size, (str, bytes, dict)) and len(size) == 0:
+        # a file has nothing to place: refused here, by every command, in one line (the
+        # library keeps empty instances possible for windows of an instance)
+        raise ModelError("items.size_bytes", "no items: an instance file needs at least one "
+                         "item to place")
     reads = _require(d, "reads", "")
     writes = d.get("writes", {"epoch": [], "item": [], "bytes": []})
     acc = []
@@ -277,9 +282,11 @@ def read_npz_with_header(source: Path | bytes, what: str,
     if "header" not in arrays:
         raise error("header", "missing required key")
     try:
-        header = json.loads(str(arrays.pop("header")))
+        header = parse_json(str(arrays.pop("header")))
     except json.JSONDecodeError as exc:
         raise error("header", f"not valid JSON ({exc.msg})") from None
+    except _StrictJsonError as exc:
+        raise error("header", str(exc)) from None
     return arrays, header
 
 
@@ -315,8 +322,7 @@ def load_instance(path: str | os.PathLike) -> Instance:
     """
     path = Path(path)
     try:
-        if not path.is_file():
-            raise FileFormatError("(file)", "no such file")
+        check_readable_file(path)
         if _is_npz(path):
             arrays, header = read_npz_with_header(path, "instance")
             if isinstance(header, dict) and header.get("schema") == SCHEMA_INSTANCE:
@@ -329,17 +335,71 @@ def load_instance(path: str | os.PathLike) -> Instance:
         raise exc.with_source(str(path)) from None
 
 
+class _StrictJsonError(ValueError):
+    """What JSON allows but a hetkv file may not hold (a key twice in one object)."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _StrictJsonError(f"duplicate key '{key}' in one object (JSON readers keep "
+                                   f"only one of them: write it once)")
+        out[key] = value
+    return out
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for hetkv files: a key given twice in one object is refused
+    (:class:`_StrictJsonError`) instead of one of them being silently kept.  (``NaN`` is
+    read, and refused by the field it is in.)"""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def check_readable_file(path: Path) -> None:
+    """Raise :class:`FileFormatError` saying what is wrong with ``path`` as an input file:
+    missing, a directory, not a regular file, unreadable."""
+    if not path.exists():
+        raise FileFormatError("(file)", "no such file")
+    if path.is_dir():
+        raise FileFormatError("(file)", "is a directory, not a file")
+    if not path.is_file():
+        raise FileFormatError("(file)", "not a regular file (a device, a pipe or a socket)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise FileFormatError("(file)", f"cannot read it ({exc.strerror or exc})") from None
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise FileFormatError("(file)", f"not a JSON {what} file (not UTF-8 text; NPZ files need the .npz suffix)") from None
+    except OSError as exc:
+        raise FileFormatError("(file)", f"cannot read it ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise FileFormatError("(file)", "truncated JSON: empty file")
     try:
-        return json.loads(text)
+        return parse_json(text)
+    except _StrictJsonError as exc:
+        raise FileFormatError("(file)", str(exc)) from None
     except json.JSONDecodeError as exc:
-        truncated = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated")
-        kind = "truncated JSON" if truncated else "not valid JSON"
-        raise FileFormatError("(file)", f"{kind}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise FileFormatError("(file)", _json_error(text, exc)) from None
+
+
+def _json_error(text: str, exc: json.JSONDecodeError) -> str:
+    """What is wrong with a JSON text, in words: a trailing comma, a truncated file, or
+    other invalid JSON, with the line and column."""
+    where = f"at line {exc.lineno} column {exc.colno}"
+    before = text[:exc.pos].rstrip()
+    after = text[exc.pos:exc.pos + 1]
+    if before.endswith(",") and after in ("}", "]"):
+        return f"not valid JSON: a trailing comma before '{after}' {where}"
+    if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated"):
+        return f"truncated JSON: {exc.msg} {where}"
+    return f"not valid JSON: {exc.msg} {where}"
 
 
 def instance_hash(inst: Instance) -> str:
@@ -409,8 +469,7 @@ def load_schedule(path: str | os.PathLike) -> Schedule:
     done by :func:`hetkv_opt.model.evaluate.evaluate`."""
     path = Path(path)
     try:
-        if not path.is_file():
-            raise FileFormatError("(file)", "no such file")
+        check_readable_file(path)
         if _is_npz(path):
             arrays, header = read_npz_with_header(path, "schedule")
             d = _unflatten(header, arrays) if isinstance(header, dict) else header

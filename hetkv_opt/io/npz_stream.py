@@ -10,7 +10,7 @@ then writes the NPZ (one compressed ``.npy`` member per array, exactly the layou
 dtypes of ``save_instance``) to a temporary file and renames it, so an interrupted run
 leaves no half file and no spool behind.  Memory stays at one chunk plus a copy buffer.
 
-Every chunk is checked against MODEL.md as it arrives (epoch range, the item's life,
+Every chunk is checked against docs/model.md as it arrives (epoch range, the item's life,
 ``0 < bytes <= size``, strictly increasing ``(epoch, item)``), so a file this writer
 completes always loads; :attr:`NpzInstanceWriter.sha256` is the
 :func:`hetkv_opt.io.files.instance_hash` of the file's content, computed while writing.
@@ -75,7 +75,7 @@ class NpzInstanceWriter:
     Raises
     ------
     ModelError
-        For items, epochs or tiers that break MODEL.md (at construction), and for reads
+        For items, epochs or tiers that break docs/model.md (at construction), and for reads
         or writes that do (in :meth:`add_reads` / :meth:`add_writes`).
     """
 

@@ -1,4 +1,4 @@
-"""The time-expanded MILP of MODEL.md, built from numpy arrays.
+"""The time-expanded MILP of docs/model.md, built from numpy arrays.
 
 Variables (all scaled: times in units of ``t0`` seconds, see :class:`MilpModel`):
 
@@ -17,6 +17,7 @@ Rows: one family per block below, each built with vectorised numpy.  Names are s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -166,6 +167,28 @@ class MilpModel:
         act = self.row_activity(v)
         v[self.defined_cols] = act[self.defining_rows]
         return v
+
+    def with_residency_fixed(self, items: np.ndarray, epoch: int, tiers: np.ndarray) -> "MilpModel":
+        """The same model with items ``items`` held in tiers ``tiers`` at ``epoch`` (column
+        bounds only; the caller makes sure every item is free and alive at ``epoch``)."""
+        inst = self.instance
+        where = np.full(inst.num_items, -1, np.int64)
+        where[self.free_items] = np.arange(self.free_items.size)
+        items = np.asarray(items, np.int64)
+        tiers = np.asarray(tiers, np.int64)
+        j = where[items]
+        if np.any(j < 0) or np.any(inst.birth[items] > epoch) or np.any(inst.death[items] <= epoch):
+            raise ValueError("with_residency_fixed: every item must be free and alive then")
+        pos = self.pos_offset[j] + (epoch - inst.birth[items])
+        lo, hi = self.col_lower.copy(), self.col_upper.copy()
+        if inst.mode == "inclusive":
+            cols = self.x_off + pos
+            lo[cols] = hi[cols] = (tiers == 0).astype(float)
+        else:
+            for k in range(self.nx):
+                cols = self.x_off + pos * self.nx + k
+                lo[cols] = hi[cols] = (tiers == k).astype(float)
+        return dataclasses.replace(self, col_lower=lo, col_upper=hi)
 
     def residency_from_vector(self, v: np.ndarray) -> np.ndarray:
         """Dense residency (N, E) from a solution vector (x rounded at 0.5)."""
@@ -475,7 +498,7 @@ def build_model(inst: Instance, *, rounding_cuts: bool = True, count_vars: bool 
         b.add(r_e, xcol(r_pos, 0), -r_b)
         close(b, np.full(E, -INF), R_pin[0].copy(), lambda: [f"split[{e}]" for e in range(E)])
 
-    # -- time: tau_e >= every device and link term of MODEL.md section 4
+    # -- time: tau_e >= every device and link term of docs/model.md section 4
     b = new_block("time")
     lower, names = [], []
     nrow = 0

@@ -1,6 +1,6 @@
-"""The independent evaluator: the time and feasibility of a schedule (MODEL.md sections 2-4).
+"""The independent evaluator: the time and feasibility of a schedule (docs/model.md sections 2-4).
 
-This module certifies every number the toolkit prints.  It is written from MODEL.md
+This module certifies every number the toolkit prints.  It is written from docs/model.md
 alone and shares no arithmetic with the MILP builder: it walks the schedule's list of
 changes with sorted look-ups and bin counts, and never sees a constraint matrix.
 """
@@ -31,7 +31,7 @@ class Evaluation:
     Attributes
     ----------
     feasible : bool
-        True when the schedule keeps every rule of MODEL.md.
+        True when the schedule keeps every rule of docs/model.md.
     violations : list of str
         Broken rules in domain words ("epoch 17: tier hbm holds 25.3 GB > 24.0 GB").
     total_time_s : float
@@ -71,7 +71,7 @@ class Evaluation:
                 "effective_read_Bps": _num(self.effective_read_Bps),
                 "hbm_read_share": _num(self.hbm_read_share), "num_moves": self.num_moves,
                 "copy_bytes": _num(float(self.copy_in_bytes.sum())),
-                "binding_epochs": {str(n): int(c) for n, c in zip(names, counts)}}
+                "binding_epochs": {str(n): int(c) for n, c in zip(names, counts) if str(n)}}
 
 
 def _num(x):
@@ -110,6 +110,25 @@ def _per_tier(k: np.ndarray, e: np.ndarray, w: np.ndarray, K: int, E: int) -> np
     return np.bincount(k * E + e, weights=w, minlength=K * E).reshape(K, E).astype(float)
 
 
+def schedule_mismatch(instance: Instance, schedule: Schedule) -> str | None:
+    """Why ``schedule`` cannot have been made for ``instance`` (another instance's name,
+    or items, epochs or tiers the instance does not have), in words; None when it may
+    be.  Scoring such a schedule means nothing: the CLI refuses it instead."""
+    if schedule.instance != instance.name:
+        return f"the schedule is for instance '{schedule.instance}', not '{instance.name}'"
+    N, E, K = instance.num_items, instance.num_epochs, instance.num_tiers
+    for arr, what, n in ((schedule.item, "items", N), (schedule.epoch, "epochs", E),
+                         (schedule.tier, "tiers", K)):
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+            return (f"the schedule uses {what} up to {int(arr.max())}, the instance has {n} "
+                    f"{what} (0..{n - 1}): it was made for another instance")
+    placed = int(np.unique(schedule.item).size)
+    if placed != N:
+        return (f"the schedule places {placed} items, the instance has {N} items: it was "
+                f"made for another instance")
+    return None
+
+
 def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
     """Score a schedule: per-epoch time, total time, traffic, and feasibility.
 
@@ -127,7 +146,7 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
 
     Examples
     --------
-    MODEL.md's worked example:
+    docs/model.md's worked example:
 
     >>> from hetkv_opt.model.instance import tiny_instance
     >>> from hetkv_opt.model.schedule import Schedule
@@ -208,7 +227,7 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
 
 
 def _terms(instance: Instance, reads, writes, copy_in, copy_out):
-    """All time terms of MODEL.md section 4, shape (terms, E), with their names."""
+    """All time terms of docs/model.md section 4, shape (terms, E), with their names."""
     rows, names = [np.asarray(instance.min_time_s, float)], ["compute"]
     for k, t in enumerate(instance.tiers):
         rows.append((reads[k] + writes[k] + copy_out[k] + copy_in[k]) / t.bandwidth_Bps)

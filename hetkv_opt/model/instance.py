@@ -1,4 +1,4 @@
-"""The placement problem of MODEL.md, as validated in-memory arrays.
+"""The placement problem of docs/model.md, as validated in-memory arrays.
 
 An :class:`Instance` is immutable by convention: every array is owned by the instance and
 marked read-only.  Reads and writes are kept sorted by ``(epoch, item)`` so that every
@@ -21,9 +21,24 @@ MODES = ("exclusive", "inclusive")
 ITEM_LABELS = ("kind", "layer", "request", "block")
 EPOCH_LABELS = ("step", "layer")
 
+# Limits that keep every number the toolkit computes finite and exact (docs/model.md section 1
+# states the problem; these are what a file may hold so that no sum wraps, no time
+# overflows or underflows, and no array is allocated beyond reason).  Refused with the field.
+#: bytes of one item, one access, one capacity, and of all items together: exact in float64
+MAX_BYTES = 2 ** 53
+#: all reads (or all writes) of an instance together: their int64 sums never wrap
+MAX_TOTAL_ACCESS_BYTES = 2 ** 62
+#: epochs and items (checked before anything of that length is allocated)
+MAX_EPOCHS = 10 ** 7
+MAX_ITEMS = 10 ** 8
+#: a rate (device or link, bytes/s): one byte to 2**53 bytes take normal, finite seconds
+MIN_RATE_BPS, MAX_RATE_BPS = 1e-3, 1e18
+#: a compute floor (seconds): 0, or in this range
+MIN_FLOOR_S, MAX_FLOOR_S = 1e-15, 1e9
+
 
 class ModelError(ValueError):
-    """An instance or schedule breaks a rule of MODEL.md.
+    """An instance or schedule breaks a rule of docs/model.md.
 
     Parameters
     ----------
@@ -103,7 +118,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Instance:
-    """A validated hetkv placement instance (MODEL.md sections 1-3).
+    """A validated hetkv placement instance (docs/model.md sections 1-3).
 
     Build one with :func:`make_instance` (which validates) or load one with
     :func:`hetkv_opt.io.files.load_instance`.
@@ -186,7 +201,23 @@ def _json_form(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
+def _check_list(values: Any, name: str, what: str) -> None:
+    """A list from a JSON file holds numbers only: ``true`` and ``"1"`` are not numbers
+    (numpy would turn them into 1 and 1.0 without a word)."""
+    if not isinstance(values, (list, tuple)):
+        return
+    kinds = set(map(type, values))
+    if kinds <= {int, float}:
+        return
+    for k, v in enumerate(values):
+        if isinstance(v, bool):
+            raise ModelError(name, f"must contain {what}: entry {k} is the boolean {str(v).lower()}")
+        if isinstance(v, str):
+            raise ModelError(name, f"must contain {what}: entry {k} is the string {v!r}")
+
+
 def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
+    _check_list(values, name, "integers")
     try:
         arr = np.asarray(values)
     except Exception as exc:  # ragged lists and the like
@@ -198,11 +229,19 @@ def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
             raise ModelError(name, f"must be a flat list, got shape {arr.shape}")
     if arr.size == 0:
         arr = arr.astype(np.int64)
+    if arr.dtype.kind == "O" and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.tolist()):
+        raise ModelError(name, f"holds a whole number beyond 64 bits (at most {2 ** 63 - 1})")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise ModelError(name, f"must contain integers, got {arr.dtype}")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise ModelError(name, "must contain whole numbers")
+        if np.any(np.abs(arr) > MAX_BYTES):
+            k = int(np.flatnonzero(np.abs(arr) > MAX_BYTES)[0])
+            raise ModelError(name, f"entry {k}: {arr[k]:g} is beyond the whole numbers a float "
+                             f"holds exactly (2**53); write it as an integer")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > 2 ** 63 - 1:
+        raise ModelError(name, f"holds a whole number beyond 64 bits (at most {2 ** 63 - 1})")
     out = arr.astype(np.int64, copy=False)     # no copy of an int64 array: large read lists
     if length is not None and out.shape[0] != length:
         raise ModelError(name, f"has {out.shape[0]} entries, expected {length}")
@@ -210,15 +249,42 @@ def _int_array(values: Any, name: str, length: int | None = None) -> np.ndarray:
 
 
 def _float_array(values: Any, name: str, length: int) -> np.ndarray:
+    _check_list(values, name, "numbers")
     try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        raw = np.asarray(values)
     except Exception:
         raise ModelError(name, "must contain numbers") from None
+    if raw.size and (raw.dtype.kind == "b" or raw.dtype.kind not in "iuf"):
+        raise ModelError(name, f"must contain numbers, got {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False).reshape(-1)
     if arr.shape[0] != length:
         raise ModelError(name, f"has {arr.shape[0]} entries, expected {length}")
     if not np.all(np.isfinite(arr)):
         raise ModelError(name, "must be finite")
     return arr
+
+
+def _check_bytes(arr: np.ndarray, name: str, what: str) -> None:
+    """Every entry at most :data:`MAX_BYTES` (2**53)."""
+    if arr.size and int(arr.max()) > MAX_BYTES:
+        k = int(np.argmax(arr))
+        raise ModelError(name, f"entry {k}: {arr[k]} bytes {what}: at most 2**53 "
+                         f"({MAX_BYTES}) bytes, so that sums stay exact")
+
+
+def _total(arr: np.ndarray) -> float:
+    """The sum of a non-negative int64 array, without wrapping (float64: close enough to
+    compare with a limit)."""
+    return float(np.sum(arr, dtype=np.float64))
+
+
+def _rate(value: Any, name: str, allow_none: bool) -> float | None:
+    """A bandwidth in bytes/s: > 0 and in [MIN_RATE_BPS, MAX_RATE_BPS]."""
+    v = _positive_number(value, name, allow_none)
+    if v is not None and not MIN_RATE_BPS <= v <= MAX_RATE_BPS:
+        raise ModelError(name, f"{value!r} bytes/s is outside [{MIN_RATE_BPS:g}, {MAX_RATE_BPS:g}]: "
+                         f"the times it gives would overflow or underflow")
+    return v
 
 
 def _positive_number(value: Any, name: str, allow_none: bool) -> float | None:
@@ -228,7 +294,10 @@ def _positive_number(value: Any, name: str, allow_none: bool) -> float | None:
         raise ModelError(name, "is required")
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ModelError(name, f"must be a number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ModelError(name, f"must be a finite number, got {value}") from None
     if not math.isfinite(v) or v <= 0:
         raise ModelError(name, f"must be > 0, got {value}")
     return v
@@ -253,12 +322,16 @@ def make_tier(spec: Mapping[str, Any], index: int) -> Tier:
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, (int, float, np.integer, np.floating)):
             raise ModelError(f"{p}.capacity_bytes", "must be a number or null")
-        if cap < 0 or not math.isfinite(float(cap)) or float(cap) != round(float(cap)):
+        if cap < 0 or (isinstance(cap, (float, np.floating)) and (
+                not math.isfinite(float(cap)) or float(cap) != round(float(cap)))):
             raise ModelError(f"{p}.capacity_bytes", f"must be a whole number >= 0, got {cap}")
+        if cap > MAX_BYTES:
+            raise ModelError(f"{p}.capacity_bytes", f"{cap} bytes: at most 2**53 ({MAX_BYTES}) "
+                             f"bytes, so that sums stay exact (null means unbounded)")
         cap = int(cap)
-    bw = _positive_number(spec.get("bandwidth_Bps"), f"{p}.bandwidth_Bps", allow_none=False)
-    lr = _positive_number(spec.get("link_read_Bps"), f"{p}.link_read_Bps", allow_none=True)
-    lw = _positive_number(spec.get("link_write_Bps"), f"{p}.link_write_Bps", allow_none=True)
+    bw = _rate(spec.get("bandwidth_Bps"), f"{p}.bandwidth_Bps", allow_none=False)
+    lr = _rate(spec.get("link_read_Bps"), f"{p}.link_read_Bps", allow_none=True)
+    lw = _rate(spec.get("link_write_Bps"), f"{p}.link_write_Bps", allow_none=True)
     if index == 0 and (lr is not None or lw is not None):
         which = "link_read_Bps" if lr is not None else "link_write_Bps"
         raise ModelError(f"{p}.{which}", "tier 0 is the accelerator's memory and has no link")
@@ -280,6 +353,9 @@ def _access_arrays(name: str, epoch, item, nbytes, n_items: int, n_epochs: int,
         bad = np.flatnonzero(b <= 0)
         if bad.size:
             raise ModelError(f"{name}.bytes", f"entry {bad[0]}: {b[bad[0]]} bytes, must be > 0")
+        if _total(b) > MAX_TOTAL_ACCESS_BYTES:
+            raise ModelError(f"{name}.bytes", f"{_total(b):.4g} bytes in all: at most 2**62, "
+                             f"so that sums do not wrap")
         bad = np.flatnonzero(b > size[i])
         if bad.size:
             k = bad[0]
@@ -332,7 +408,7 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
     Raises
     ------
     ModelError
-        Naming the field and the reason, for every rule of MODEL.md the data breaks.
+        Naming the field and the reason, for every rule of docs/model.md the data breaks.
 
     Examples
     --------
@@ -358,12 +434,21 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
         raise ModelError("mode", f"inclusive mode needs exactly 2 tiers, got {len(tiers)}")
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1:
         raise ModelError("epochs.count", f"must be a whole number >= 1, got {num_epochs!r}")
+    if num_epochs > MAX_EPOCHS:
+        raise ModelError("epochs.count", f"{num_epochs} epochs: at most {MAX_EPOCHS:,} "
+                         f"(every epoch costs memory in every method)")
     E = int(num_epochs)
     size = _int_array(size_bytes, "items.size_bytes")
     N = size.shape[0]
+    if N > MAX_ITEMS:
+        raise ModelError("items.size_bytes", f"{N} items: at most {MAX_ITEMS:,}")
     if N and np.any(size <= 0):
         k = int(np.flatnonzero(size <= 0)[0])
         raise ModelError("items.size_bytes", f"item {k}: size {size[k]} must be > 0")
+    _check_bytes(size, "items.size_bytes", "in one item")
+    if _total(size) > MAX_BYTES:
+        raise ModelError("items.size_bytes", f"{_total(size):.4g} bytes in all items: at most "
+                         f"2**53 ({MAX_BYTES}), so that sums stay exact")
     birth = np.zeros(N, np.int64) if birth is None else _int_array(birth, "items.birth", N)
     death = np.full(N, E, np.int64) if death is None else _int_array(death, "items.death", N)
     pinned = np.full(N, -1, np.int64) if pinned_tier is None else _int_array(pinned_tier, "items.pinned_tier", N)
@@ -394,6 +479,12 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
         c = _float_array(min_time_s, "epochs.min_time_s", E)
         if np.any(c < 0):
             raise ModelError("epochs.min_time_s", f"epoch {int(np.flatnonzero(c < 0)[0])}: must be >= 0")
+        bad = np.flatnonzero((c != 0) & ((c < MIN_FLOOR_S) | (c > MAX_FLOOR_S)))
+        if bad.size:
+            e = int(bad[0])
+            raise ModelError("epochs.min_time_s", f"epoch {e}: {c[e]!r} s is outside "
+                             f"[{MIN_FLOOR_S:g}, {MAX_FLOOR_S:g}] (or 0): times would overflow "
+                             f"or underflow")
     r = _access_arrays("reads", *reads, N, E, birth, death, size)
     w = _access_arrays("writes", *writes, N, E, birth, death, size)
     ilab = {}
@@ -421,7 +512,7 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
 
 
 def tiny_instance() -> Instance:
-    """The worked example of MODEL.md section 6 (optimal T = 2.0 s).
+    """The worked example of docs/model.md section 6 (optimal T = 2.0 s).
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Schedules: the residency of every item, stored as a list of changes (MODEL.md section 6)."""
+"""Schedules: the residency of every item, stored as a list of changes (docs/model.md section 6)."""
 
 from __future__ import annotations
 

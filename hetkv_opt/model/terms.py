@@ -15,7 +15,7 @@ from hetkv_opt.model.instance import Instance
 
 
 def aggregate_bound_s(instance: Instance) -> float:
-    """The paper's aggregate-bandwidth bound (MODEL.md section 5), in seconds.
+    """The paper's aggregate-bandwidth bound (docs/model.md section 5), in seconds.
 
     ``sum_e max(c_e, reads(e) / sum_k min(bandwidth_k, link_read_k))``: every read served at
     the combined read rate of all tiers, ignoring capacity, writes and copies.
@@ -33,7 +33,7 @@ def aggregate_bound_s(instance: Instance) -> float:
 
 def time_terms(inst: Instance) -> list[tuple[str, int, float, bool, bool, bool, bool]]:
     """The time rows of every epoch: ``(name, tier, rate_Bps, read, write, copy_in,
-    copy_out)``, in the order of MODEL.md section 4 (compute floor excluded).
+    copy_out)``, in the order of docs/model.md section 4 (compute floor excluded).
 
     >>> from hetkv_opt.model.instance import tiny_instance
     >>> [t[0] for t in time_terms(tiny_instance())]

@@ -6,7 +6,11 @@ simulator runs it epoch by epoch, enforces the model, and returns the same
 
 Families (one module each): :mod:`~hetkv_opt.policies.paper` (static, reactive, page,
 sa-guided), :mod:`~hetkv_opt.policies.classic` (lru, lfu, belady),
-:mod:`~hetkv_opt.policies.attention` (ema-score, balance).
+:mod:`~hetkv_opt.policies.attention` (ema-score, step-ema, balance),
+:mod:`~hetkv_opt.policies.lookahead` (the forecast base and its look-ahead oracles:
+lookahead, lookahead-share).  Policies from outside the package (a file, a module, an
+installed entry point) load by :mod:`~hetkv_opt.policies.plugins`.  How to write, test and
+run one: docs/policies.md.
 
 >>> from hetkv_opt.model.instance import tiny_instance
 >>> from hetkv_opt.policies import simulate, get_policy
@@ -16,12 +20,15 @@ sa-guided), :mod:`~hetkv_opt.policies.classic` (lru, lfu, belady),
 
 from hetkv_opt.policies.base import (Accesses, Decision, FutureView, Policy, PolicyError,
                                      ScoredPolicy, View, fill_by_score, policy_name)
-from hetkv_opt.policies.registry import (PolicyInfo, get_policy, list_policies, register_policy,
-                                         unregister_policy)
-from hetkv_opt.policies import attention, classic, paper  # noqa: F401  (register the families)
+from hetkv_opt.policies.registry import (PolicyInfo, PolicyLoadError, get_policy, list_policies,
+                                         plugin_problems, policy_source, register_policy,
+                                         resolve_policy, unregister_policy)
+from hetkv_opt.policies import attention, classic, lookahead, paper  # noqa: F401  (register the families)
+from hetkv_opt.policies.lookahead import ForecastPolicy
 from hetkv_opt.policies.run import run_policy
 from hetkv_opt.policies.simulate import simulate
 
-__all__ = ["Accesses", "Decision", "FutureView", "Policy", "PolicyError", "PolicyInfo",
-           "ScoredPolicy", "View", "fill_by_score", "get_policy", "list_policies",
-           "policy_name", "register_policy", "run_policy", "simulate", "unregister_policy"]
+__all__ = ["Accesses", "Decision", "ForecastPolicy", "FutureView", "Policy", "PolicyError",
+           "PolicyInfo", "PolicyLoadError", "ScoredPolicy", "View", "fill_by_score",
+           "get_policy", "list_policies", "plugin_problems", "policy_name", "policy_source",
+           "register_policy", "resolve_policy", "run_policy", "simulate", "unregister_policy"]

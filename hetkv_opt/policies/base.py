@@ -14,8 +14,21 @@ with a :class:`View`: the past (reads and writes of epochs < e), the current res
 free capacity per tier, the bandwidths and the items born at e.  The policy returns the
 tier of every item born at e (its residency *at* e) and the residency for epoch e + 1:
 a move at e + 1 is copied during e and occupies capacity in both tiers during e
-(MODEL.md section 2).  A policy that reads the future declares ``uses_future = True`` and
-gets ``view.future``; results mark it as an oracle.
+(docs/model.md section 2).  A policy that reads the future declares ``uses_future = True``
+and gets ``view.future``; results mark it as an oracle.
+
+**What an epoch is.**  An epoch is one unit of the time line in which every read is served
+once.  In the drift generator every epoch is one decode step.  In request workloads and
+traces an epoch is one (decode step, layer) pair: a step of an L-layer model is L
+consecutive epochs, and the items of layer l (its KV pages, its weights) are read only in
+the epochs of layer l.  Before epoch e = (s, l) a policy decides the residency of
+e + 1 = (s, l + 1), the next layer.  ``view.step``, ``view.layer`` (and ``next_step``,
+``next_layer``) say where e is; ``view.layer_reads(layer, steps)`` gives the same layer's
+reads at earlier decode steps.  A score updated once per *epoch* (an EMA decayed every
+epoch, "read at e - 1") mixes layers: in an L-layer instance it decays L times per step
+and looks at another layer's reads; decay per *step* instead (``step-ema`` shows the
+pattern; docs/policies.md, "Layers").  Without ``step`` / ``layer`` labels every epoch is
+its own step of a single layer 0, so the same code works on both kinds of instance.
 
 Examples
 --------
@@ -153,6 +166,21 @@ class View:
     reads, writes : Accesses
         Every read / write of epochs < e (slices, no copy); ``reads_in(a, b)`` for a
         range, ``read_bytes_at(t)`` and ``last_read_bytes()`` per item.
+    step, layer : int
+        The labels of epoch e (``epochs.step`` / ``epochs.layer``; without labels: e and 0).
+    next_step, next_layer : int
+        The labels of epoch e + 1, the epoch the decision is for (-1 after the last epoch).
+    epoch_step, epoch_layer : ndarray of int64, shape (E,)
+        The labels of every epoch (static data, not the trace).
+    num_steps, num_layers : int
+        Distinct labels.
+    item_layer : ndarray of int64, shape (N,)
+        The ``layer`` label of every item (-1 where unknown; 0 without labels).
+    last_read_step : ndarray of int64, shape (N,)
+        The step of the item's latest read before e (-1: none yet).
+    layer_epochs(layer, steps), layer_reads(layer, steps), layer_read_bytes(layer, steps)
+        Past epochs of a layer (default: ``next_layer``), at most its ``steps`` latest
+        decode steps, and their reads (``Accesses``; bytes per item).
     future : FutureView
         Epochs >= e; only for policies with ``uses_future = True`` (else an error).
     memo : dict
@@ -193,6 +221,72 @@ class View:
         self.memo = run.memo
         self.report = run.report
         self.policy_name = run.policy_name
+        self.epoch_step = _ro(run.step_of)
+        self.epoch_layer = _ro(run.layer_of)
+        self.item_layer = _ro(run.item_layer)
+        self.step = int(run.step_of[epoch])
+        self.layer = int(run.layer_of[epoch])
+        nxt = epoch + 1 < run.E
+        self.next_step = int(run.step_of[epoch + 1]) if nxt else -1
+        self.next_layer = int(run.layer_of[epoch + 1]) if nxt else -1
+
+    # --- layers and steps ----------------------------------------------------------------
+
+    @property
+    def num_steps(self) -> int:
+        return self._run.num_steps()
+
+    @property
+    def num_layers(self) -> int:
+        return self._run.num_layers()
+
+    @cached_property
+    def last_read_step(self) -> np.ndarray:
+        """Step of each item's latest read before e; -1 when it was never read."""
+        lr = self._run.last_read
+        return _ro(np.where(lr >= 0, self._run.step_of[np.maximum(lr, 0)], -1))
+
+    def layer_epochs(self, layer: int | None = None, steps: int | None = None) -> np.ndarray:
+        """Past epochs (< e) of ``layer`` (default ``next_layer``, the layer the decision
+        is for; at the last epoch, ``layer``), ascending; only the latest ``steps`` decode
+        steps of them when given.
+
+        Without labels there is one layer, so ``layer_epochs(steps=1)`` is ``[e - 1]``.
+        """
+        lay = self._layer_arg(layer)
+        ep = self._run.layer_epochs(lay)
+        ep = ep[:int(np.searchsorted(ep, self.epoch))]
+        if steps is not None and ep.size:
+            if steps <= 0:
+                return ep[:0]
+            st = self._run.step_of[ep]
+            if self._run.steps_sorted:          # O(steps log n): walk back step by step
+                idx = int(np.searchsorted(st, st[-1], side="left"))
+                for _ in range(steps - 1):
+                    if idx == 0:
+                        break
+                    idx = int(np.searchsorted(st, st[idx - 1], side="left"))
+                ep = ep[idx:]
+            else:
+                seen = np.unique(st)
+                if seen.size > steps:
+                    ep = ep[st >= seen[-steps]]
+        return ep
+
+    def layer_reads(self, layer: int | None = None, steps: int = 1) -> Accesses:
+        """Reads of ``layer`` (default ``next_layer``) at its latest ``steps`` past decode
+        steps: for epoch e + 1 = (s, l + 1), ``layer_reads()`` is what layer l + 1 read
+        at step s - 1, the best online guess of what e + 1 will read."""
+        return self._run.accesses_at("read", self.layer_epochs(layer, steps))
+
+    def layer_read_bytes(self, layer: int | None = None, steps: int = 1) -> np.ndarray:
+        """Bytes read per item by :meth:`layer_reads`, shape (N,), float."""
+        return self.layer_reads(layer, steps).per_item(self.num_items)
+
+    def _layer_arg(self, layer: int | None) -> int:
+        if layer is not None:
+            return int(layer)
+        return self.next_layer if self.next_layer >= 0 else self.layer
 
     # --- derived, computed on first use -------------------------------------------------
 
@@ -308,6 +402,17 @@ class FutureView:
         """Bytes read per item at epoch t >= e (zeros past the horizon), shape (N,)."""
         return self.reads_in(t, t + 1).per_item(self._run.instance.num_items)
 
+    def step_window(self, steps: int, start: int | None = None) -> np.ndarray:
+        """Epochs t >= ``start`` (default e + 1, the epoch being decided) whose decode
+        step is within ``steps`` steps of ``start``'s: ``step(t) < step(start) + steps``.
+        Without labels: ``start .. start + steps - 1``."""
+        start = self.epoch + 1 if start is None else max(int(start), self.epoch)
+        return self._run.step_window(start, int(steps))
+
+    def reads_in_steps(self, steps: int, start: int | None = None) -> Accesses:
+        """Reads of :meth:`step_window` (every layer of the next ``steps`` decode steps)."""
+        return self._run.accesses_at("read", self.step_window(steps, start))
+
     def next_read_epoch(self, t: int) -> np.ndarray:
         """First epoch >= t (t >= e) at which each item is read; E if never again.
 
@@ -365,8 +470,8 @@ class ScoredPolicy(Policy):
     fill : {"capacity", "share"}
         ``capacity``: fill tier 0 to the brim with the best-ranked items.  ``share``: also
         stop admitting items once tier 0 would serve its ideal share of the next epoch's
-        predicted reads, ``B_0 / (B_0 + sum_k>=1 min(bandwidth_k, link_read_k))`` (PAPER.md:
-        both sides finish together), with reads predicted by :meth:`expected_reads`.
+        predicted reads, ``B_0 / (B_0 + sum_k>=1 min(bandwidth_k, link_read_k))``
+        (docs/paper.md, "Its model": both sides finish together), with reads predicted by :meth:`expected_reads`.
     """
 
     fill: str = "capacity"
@@ -381,12 +486,14 @@ class ScoredPolicy(Policy):
     def expected_reads(self, view: View) -> np.ndarray:
         """Predicted read bytes per item at epoch e + 1, used by ``fill="share"``.
 
-        Default: the exact reads of e + 1 for oracles, the reads of e - 1 (the latest
-        epoch an online policy knows) otherwise.  Override to plug in a better predictor.
+        Default: the exact reads of e + 1 for oracles; otherwise what the layer of e + 1
+        read at its latest past step (``view.layer_read_bytes()``; without epoch labels,
+        the reads of e - 1, the latest epoch an online policy knows).  Override to plug in
+        a better predictor.
         """
         if self.uses_future:
             return view.future.read_bytes_at(view.epoch + 1)
-        return view.last_read_bytes()
+        return view.layer_read_bytes()
 
     def decide(self, view: View) -> Decision:
         expected = self.expected_reads(view) if self.fill == "share" else None

@@ -1,4 +1,4 @@
-"""The seed paper's policies (PAPER.md, "Its policies"): static, reactive, page, sa-guided.
+"""The seed paper's policies (docs/paper.md, "Its policies"): static, reactive, page, sa-guided.
 
 Fang et al., "Accelerating LLM Inference via Dynamic KV Cache Placement in Heterogeneous
 Memory System", arXiv 2508.13231 (2025).  Re-implemented from the paper's description

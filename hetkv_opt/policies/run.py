@@ -1,4 +1,4 @@
-"""The policy engine: run an online policy epoch by epoch under the rules of MODEL.md.
+"""The policy engine: run an online policy epoch by epoch under the rules of docs/model.md.
 
 Before every epoch e the simulator hands the policy a :class:`~hetkv_opt.policies.base.View`
 and checks its :class:`~hetkv_opt.policies.base.Decision`:
@@ -6,7 +6,7 @@ and checks its :class:`~hetkv_opt.policies.base.Decision`:
 - newborns get a tier that exists, their pin, and their initial tier;
 - pinned items stay put; every tier is one that exists (inclusive mode: 0 or 1);
 - capacity during e: items resident at e plus items being copied in during e (a move at
-  e + 1 is a copy made during e, MODEL.md section 2) fit every bounded tier.
+  e + 1 is a copy made during e, docs/model.md section 2) fit every bounded tier.
 
 A broken rule raises :class:`~hetkv_opt.policies.base.PolicyError` naming the policy, the
 epoch and the rule ("policy lru, epoch 17: tier hbm would hold 25.3 GB > 24 GB (...)");
@@ -58,6 +58,20 @@ class _Run:
         if self.incl:
             self.reserve[1] = 0.0
         self._ahead_cache: dict[int, np.ndarray] = {}
+        # epochs are (step, layer) in workloads and traces; without labels every epoch is
+        # its own step of one layer (docs/policies.md, "What an epoch is")
+        labels = inst.epoch_labels
+        self.step_of = np.asarray(labels["step"], np.int64) if "step" in labels \
+            else np.arange(E, dtype=np.int64)
+        self.layer_of = np.asarray(labels["layer"], np.int64) if "layer" in labels \
+            else np.zeros(E, np.int64)
+        self.steps_sorted = bool(np.all(np.diff(self.step_of) >= 0))
+        self.item_layer = np.asarray(inst.item_labels["layer"], np.int64) \
+            if "layer" in inst.item_labels else np.full(N, 0 if "layer" not in labels else -1,
+                                                        np.int64)
+        self._layer_epochs: dict[int, np.ndarray] = {}
+        self._num_layers = None
+        self._num_steps = None
         # the running state a View exposes
         self.cur = np.full(N, -1, np.int64)
         self.last_read = np.full(N, -1, np.int64)
@@ -88,6 +102,48 @@ class _Run:
             return Accesses(inst.read_epoch[lo:hi], inst.read_item[lo:hi], inst.read_bytes[lo:hi])
         lo, hi = (self.wptr[start], self.wptr[stop]) if stop > start else (0, 0)
         return Accesses(inst.write_epoch[lo:hi], inst.write_item[lo:hi], inst.write_bytes[lo:hi])
+
+    def accesses_at(self, kind: str, epochs: np.ndarray) -> Accesses:
+        """Reads or writes of the given epochs (ascending), one slice per run of epochs."""
+        epochs = np.asarray(epochs, np.int64)
+        if epochs.size == 0:
+            return self.accesses(kind, 0, 0)
+        if epochs[-1] - epochs[0] + 1 == epochs.size:          # one contiguous range
+            return self.accesses(kind, int(epochs[0]), int(epochs[-1]) + 1)
+        parts = [self.accesses(kind, int(t), int(t) + 1) for t in epochs]
+        return Accesses(*(np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("epoch", "item", "bytes")))
+
+    def layer_epochs(self, layer: int) -> np.ndarray:
+        """Every epoch of a layer, ascending (cached)."""
+        out = self._layer_epochs.get(layer)
+        if out is None:
+            out = np.flatnonzero(self.layer_of == layer)
+            out.setflags(write=False)
+            self._layer_epochs[layer] = out
+        return out
+
+    def num_layers(self) -> int:
+        if self._num_layers is None:
+            self._num_layers = int(np.unique(self.layer_of).size)
+        return self._num_layers
+
+    def num_steps(self) -> int:
+        if self._num_steps is None:
+            self._num_steps = int(np.unique(self.step_of).size)
+        return self._num_steps
+
+    def step_window(self, start: int, steps: int) -> np.ndarray:
+        """Epochs t >= start with step(t) < step(start) + steps, ascending."""
+        E = self.E
+        if start >= E or steps <= 0:
+            return np.zeros(0, np.int64)
+        limit = self.step_of[start] + steps
+        if self.steps_sorted:
+            stop = int(np.searchsorted(self.step_of, limit, side="left"))
+            return np.arange(start, max(stop, start), dtype=np.int64)
+        later = np.arange(start, E, dtype=np.int64)
+        return later[self.step_of[start:] < limit]
 
     def committed_bytes(self) -> np.ndarray:
         """Bytes already placed at the current epoch, per tier."""
@@ -283,7 +339,7 @@ class _Run:
         return Schedule(self.instance.name, item[order], epoch[order], tier[order])
 
     def epoch_times(self) -> np.ndarray:
-        """τ(e) from the simulator's own accounting (MODEL.md section 4).
+        """τ(e) from the simulator's own accounting (docs/model.md section 4).
 
         Inclusive mode: the tier-0 share H of the reads of items with a tier-0 copy is
         chosen to minimise τ(e); τ is convex in H, so its minimum over [0, copyable] is at

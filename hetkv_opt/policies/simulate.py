@@ -16,7 +16,7 @@ from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.terms import aggregate_bound_s
 from hetkv_opt.policies.base import Decision, Policy, PolicyError, policy_name
-from hetkv_opt.policies.registry import get_policy
+from hetkv_opt.policies.registry import get_policy, policy_source
 from hetkv_opt.policies.run import run_policy
 from hetkv_opt.result import SolveResult, finish
 
@@ -33,7 +33,8 @@ def simulate(instance: Instance, policy: Policy | str, *,
     ----------
     instance : Instance
     policy : Policy or str
-        A policy object, or a registered name (default hyper-parameters).
+        A policy object, or a registered name or a spec (``FILE.py:CLASS``,
+        ``MODULE:CLASS``), with default hyper-parameters.
     bounds : mapping of str -> float, optional
         Proven lower bounds on T (seconds) by method name, e.g. ``{"lp": 1.23}``; the best
         of these and the aggregate bound is reported.
@@ -71,6 +72,9 @@ def simulate(instance: Instance, policy: Policy | str, *,
     method = f"policy:{name}"
     details = {"policy": name, "params": _jsonable(policy.params()),
                "oracle": bool(getattr(policy, "uses_future", False))}
+    src = policy_source(name)
+    if src is not None and type(policy).name == name:
+        details["source"] = src["spec"]
     all_bounds = {"aggregate": aggregate_bound_s(instance)}
     all_bounds.update(bounds or {})
     pre = capacity_precheck(instance)

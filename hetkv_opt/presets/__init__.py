@@ -4,7 +4,7 @@ Two kinds of preset ship in this package (``hetkv_opt/presets/hardware/*.toml`` 
 ``hetkv_opt/presets/models/*.toml``); a user adds their own by writing a file of the same
 form and passing its path wherever a preset name is accepted.
 
-**Hardware** (``schema = "hetkv-hardware"``): the memory tiers as in MODEL.md section 1
+**Hardware** (``schema = "hetkv-hardware"``): the memory tiers as in docs/model.md section 1
 (``capacity_bytes`` -- omitted means unbounded -- ``bandwidth_Bps``, and for tiers >= 1
 ``link_read_Bps`` / ``link_write_Bps``), plus an optional ``peak_flops`` (dense FLOP/s of
 the accelerator, used for a compute floor).

@@ -4,7 +4,7 @@ A trace (:mod:`hetkv_opt.trace.capture`) keeps, for every decode step and layer,
 the new query over the cache.  A *rule* turns one (step, layer) of scores into the set of
 tokens read (at sparsity ``s`` the token budget is ``n = max(1, round((1 - s) x ctx))``):
 
-- ``topk`` -- the paper's rule (PAPER.md): the top ``n`` tokens by the head-averaged
+- ``topk`` -- the paper's rule (docs/paper.md): the top ``n`` tokens by the head-averaged
   score (:func:`select_topk`);
 - ``kv-union`` -- the top ``n`` tokens of every KV head by its group's score, united: what
   a kernel that selects per KV head has to read (:func:`select_kv_union`);

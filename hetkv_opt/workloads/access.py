@@ -116,7 +116,7 @@ class PaperAccess:
     ``phi = 0`` for ``variation="high"`` (a fresh read set every step) and ``0.95`` for
     ``"low"`` (the set drifts slowly), or ``phi`` when given.  ``sink_tokens`` first and
     ``recent_tokens`` last tokens are always read.  A block's read bytes are its read
-    tokens x ``kv_bytes_per_token``.  This is our reading of PAPER.md's "top (100 - s)% of
+    tokens x ``kv_bytes_per_token``.  This is our reading of docs/paper.md's "top (100 - s)% of
     tokens by score"; it costs O(layers x context) per step, so use ``drift`` at the
     paper's full scale.
     """

@@ -60,7 +60,7 @@ FIT_WEIGHTS = {
     "recency_mass": 0.0,
 }
 
-# The paper's workload (PAPER.md): a 31,299-token prompt decoded for 10,240 steps.
+# The paper's workload (docs/paper.md): a 31,299-token prompt decoded for 10,240 steps.
 PAPER_PROMPT_TOKENS = 31_299
 PAPER_STEPS = 10_240
 

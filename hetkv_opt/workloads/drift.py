@@ -4,7 +4,7 @@ The drift model: every block has a persistent importance ``mu_i`` (heavy hitters
 heavy) plus an AR(1) latent ``z_i(t) = phi z_i(t-1) + sqrt(1 - phi^2) eps``; each decode
 step reads the attention-sink blocks, the most recent blocks, and the top blocks by
 ``mu + z`` until a ``1 - sparsity`` fraction of the alive blocks is read (the paper's
-top-(100 - s)% rule, PAPER.md).  Decode appends one token per step to the tail block
+top-(100 - s)% rule, docs/paper.md).  Decode appends one token per step to the tail block
 (a write), and a new block is born whenever the tail block is full.
 """
 
@@ -15,13 +15,30 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hetkv_opt.model.instance import Instance, make_instance
-from hetkv_opt.presets import hardware_table
+from hetkv_opt.model.instance import MAX_EPOCHS, MAX_ITEMS, Instance, make_instance
+from hetkv_opt.presets import PresetError, hardware_table, load_hardware
 
 # Hardware presets, read from the data files in hetkv_opt/presets/hardware/ (name ->
-# {"source", "tiers"}); "gh200-paper" is GH200 as modelled by the paper (PAPER.md, "Its
+# {"source", "tiers"}); "gh200-paper" is GH200 as modelled by the paper (docs/paper.md, "Its
 # hardware constants").  Generators set tier 0's capacity themselves.
 HARDWARE = hardware_table()
+
+#: reads a drift instance may have (checked before the read list is allocated: 24 bytes
+#: each, and more while the instance is validated and written)
+MAX_DRIFT_READS = 2 ** 31 - 1
+
+
+def hardware_entry(name_or_path: str) -> dict:
+    """A hardware preset as ``{"source", "tiers"}``: a key of :data:`HARDWARE`, or the path
+    of a hardware ``.toml`` file (ValueError naming the option when it is neither)."""
+    if name_or_path in HARDWARE:
+        return HARDWARE[name_or_path]
+    try:
+        hw = load_hardware(name_or_path)
+    except PresetError as exc:
+        raise ValueError(f"generate: option 'hardware': {exc}") from None
+    return {"source": hw.source, "tiers": hw.tier_dicts()}
+
 
 # Llama-3.1-8B: 8 KV heads x 128 head dim, bf16 (2 bytes), K and V.
 LLAMA31_8B_KV_HEADS = 8
@@ -191,8 +208,24 @@ class DriftParams:
         need(0.0 < self.token_fraction <= 1.0, "token_fraction", "must be in (0, 1]")
         need(self.sinks >= 0 and self.recent >= 0, "sinks", "sinks and recent must be >= 0")
         need(self.mode in ("exclusive", "inclusive"), "mode", "must be exclusive or inclusive")
-        need(self.hardware in HARDWARE, "hardware",
-             f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)})")
+        looks_like_path = str(self.hardware).lower().endswith(".toml") or "/" in str(self.hardware)
+        need(self.hardware in HARDWARE or looks_like_path, "hardware",
+             f"unknown preset {self.hardware!r} (known: {', '.join(HARDWARE)}; or the path "
+             f"of a .toml file)")
+        hardware_entry(self.hardware)            # a file: readable and valid
+        # sizes, before anything of their size is allocated
+        need(self.steps <= MAX_EPOCHS, "steps", f"{self.steps} steps: at most {MAX_EPOCHS:,}")
+        need(self.blocks <= MAX_ITEMS, "blocks", f"{self.blocks} blocks: at most {MAX_ITEMS:,}")
+        reads = self.num_reads()
+        need(reads <= MAX_DRIFT_READS, "blocks", f"{self.blocks} blocks x {self.steps} steps "
+             f"at sparsity {self.sparsity:g} read {reads:,} blocks: at most {MAX_DRIFT_READS:,} "
+             f"reads (about {24 * reads / 1e9:.3g} GB for the read list alone)")
+
+    def num_reads(self) -> int:
+        """How many (step, block) reads the instance has (computed without building it)."""
+        born = math.ceil(self.steps / self.block_tokens)
+        alive = (self.blocks - born) + np.arange(self.steps) // self.block_tokens + 1
+        return int(drift_reads_per_step(alive, self.sparsity).sum())
 
 
 def _params_meta(p: DriftParams) -> dict:
@@ -250,7 +283,7 @@ def drift_instance(params: DriftParams | None = None, name: str | None = None, *
     w_e = np.arange(E, dtype=np.int64)
     w_i = prompt_blocks + w_e // B
     w_b = np.full(E, p.kv_bytes_per_token, np.int64)
-    hw = HARDWARE[p.hardware]
+    hw = hardware_entry(p.hardware)
     tiers = [dict(t) for t in hw["tiers"]]
     tiers[0]["capacity_bytes"] = int(math.floor(p.hbm_fraction * N * block_bytes))
     return make_instance(

@@ -1,6 +1,6 @@
 """A Llama-3.1-8B-like decode workload on GH200, after Fang et al. (arXiv 2508.13231).
 
-The paper (PAPER.md) simulates Llama-3.1-8B decoding a 31,299-token prompt for 10,240 steps
+The paper (docs/paper.md) simulates Llama-3.1-8B decoding a 31,299-token prompt for 10,240 steps
 on a GH200: per (decode step, layer) the read set is the top (100 - s)% of tokens by
 attention score, weights are read every step from HBM (about 41% of the read bytes), HBM
 (4900 GB/s) and LPDDR5X (500 GB/s behind a 450 GB/s NVLink-C2C) are read at the same time,
@@ -16,7 +16,7 @@ scaled down so that an exact MILP and an LP bound are within reach:
   layer l; the top ``1 - sparsity`` fraction by score is read (attention sinks and a recent
   window always), and a page's read bytes are its read tokens x ``kv_bytes_per_token``;
 - **scores** mix a persistent page importance, a drifting page importance (AR(1), the
-  set of important tokens changes every step, PAPER.md) and per-token terms, so important
+  set of important tokens changes every step, docs/paper.md) and per-token terms, so important
   tokens cluster in pages as they do in real attention maps;
 - **writes**: the new token's K and V (``kv_bytes_per_token``) land in its layer's tail
   page;
@@ -48,7 +48,7 @@ from hetkv_opt.workloads.drift import (BF16_BYTES, HARDWARE, LLAMA31_8B_HEAD_DIM
                                 kv_bytes_per_token_layer)
 from hetkv_opt.model.instance import Instance, make_instance
 
-# The paper's published numbers (PAPER.md, "Its numbers"): seconds for 10,240 steps of
+# The paper's published numbers (docs/paper.md, "Its numbers"): seconds for 10,240 steps of
 # Llama-3.1-8B, by sparsity; and the tier-0 read shares it reports at 60% sparsity.
 PAPER_SECONDS = {
     0.4: {"best": 31.91, "static": 189.70, "reactive": 147.86, "page": 95.91, "sa-guided": 40.31},

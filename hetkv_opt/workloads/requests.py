@@ -2,7 +2,7 @@
 
 The builder turns a model preset (layers, GQA KV size, weight and expert sizes), a
 hardware preset (tiers, peak FLOP/s) and a batch of requests into a placement instance
-(MODEL.md):
+(docs/model.md):
 
 - **epochs**: one per (decode step, layer), in order ``e = step x L + j`` for the ``j``-th
   simulated layer; labels ``step`` and ``layer`` (the model's layer index);
@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from hetkv_opt.model.instance import Instance, make_instance
+from hetkv_opt.model.instance import MAX_EPOCHS, MAX_ITEMS, Instance, make_instance
 from hetkv_opt.workloads.access import (VARIATIONS, AccessModel, DriftAccess, ExpertRouter,  # noqa: F401
                                         PaperAccess, TokensRead, _filled)
 from hetkv_opt.workloads.drift import DriftParams
@@ -449,6 +449,13 @@ def plan_workload(params: WorkloadParams | None = None, *, access_model: AccessM
     nb = -(-(P + O) // B)
     kv_offset = np.concatenate([[0], np.cumsum(nb * L)]).astype(np.int64)
     n_kv = int(kv_offset[-1])
+    # sizes, before anything of their size is allocated
+    if E > MAX_EPOCHS:
+        raise ValueError(f"workload: option 'output-tokens': {S} steps x {L} layers = {E:,} "
+                         f"epochs: at most {MAX_EPOCHS:,}")
+    if n_kv > MAX_ITEMS:
+        raise ValueError(f"workload: option 'batch': {len(reqs)} request(s) of {L} layers make "
+                         f"{n_kv:,} KV blocks: at most {MAX_ITEMS:,} items")
     req_of = np.repeat(np.arange(len(reqs)), nb * L)
     local = np.arange(n_kv) - kv_offset[req_of]
     blk = local // L
@@ -627,7 +634,7 @@ def write_workload(path, params: WorkloadParams | None = None, *, access_model: 
     return summary
 
 
-# The paper's workload (PAPER.md, "Its workload"): Llama-3.1-8B on GH200, one request with a
+# The paper's workload (docs/paper.md, "Its workload"): Llama-3.1-8B on GH200, one request with a
 # 31,299-token prompt decoded for 10,240 steps, 16-token pages, 32 layers, 60% sparsity.
 PAPER_WORKLOAD = {"model": "llama-3.1-8b", "hardware": "gh200-paper", "batch": 1,
                   "prompt_tokens": 31299, "output_tokens": 10240, "block_tokens": 16,

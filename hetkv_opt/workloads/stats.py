@@ -1,11 +1,11 @@
 """Trace statistics that matter for placement: how sparse, how stable, how concentrated.
 
-:func:`instance_stats` summarises the *read trace* of an instance (MODEL.md section 1):
+:func:`instance_stats` summarises the *read trace* of an instance (docs/model.md section 1):
 which KV items each decode step reads in each layer, and how that set changes from one
 step to the next.  These are the quantities that decide how much a placement can gain:
 
 - **read fraction** (1 - sparsity): the share of the alive KV items (and bytes) a step
-  reads in a layer; the paper's sparsity knob (PAPER.md).
+  reads in a layer; the paper's sparsity knob (docs/paper.md).
 - **overlap**: the Jaccard index ``|S_t & S_t+1| / |S_t | S_t+1|`` of the read sets of
   consecutive steps of the same layer, and the *turnover* ``1 - |S_t & S_t+1| / |S_t+1|``
   (the share of a step's read set that was not read the step before: what a reactive

@@ -3,7 +3,7 @@ check (:func:`verify_bound`).
 
 The idea (issue 3, part 1).  Price the rows that couple the items:
 
-- the **time rows** ``tau_e >= term_{e,j}`` (every device and link term of MODEL.md
+- the **time rows** ``tau_e >= term_{e,j}`` (every device and link term of docs/model.md
   section 4, and the per-epoch rounding cut of :func:`hetkv_opt.model.terms.rounding_cut`,
   also a row of the MILP) with ``lambda_{e,j} >= 0``, ``sum_j lambda_{e,j} <= 1``;
 - the **capacity rows** of every bounded tier with ``mu_{k,e} >= 0``.

@@ -2,7 +2,7 @@
 
 Deliberately a second implementation.  The per-item dynamic programme (full K x K
 transitions, ``math.fsum``), the constant part of L (in seconds, from per-byte prices
-rebuilt term by term from MODEL.md section 4), the rounding cut (:func:`_verify_cut`) and
+rebuilt term by term from docs/model.md section 4), the rounding cut (:func:`_verify_cut`) and
 the capacity rooms (:func:`_plain_rooms`) are written here again, in plain loops, rather
 than taken from the optimiser's oracle (:mod:`hetkv_opt.bounds.lagrangian.problem`,
 :mod:`hetkv_opt.bounds.lagrangian.oracle`) or from :mod:`hetkv_opt.model.terms`: a slip in
@@ -44,7 +44,7 @@ def verify_bound(inst: Instance, cert: BoundCertificate | str | os.PathLike) -> 
     """Recompute the bound from the certificate's prices alone, and check it.
 
     A separate, plain implementation (no code shared with the optimiser's oracle): the
-    time terms and their per-item traffic are rebuilt from MODEL.md section 4, each item
+    time terms and their per-item traffic are rebuilt from docs/model.md section 4, each item
     is a dynamic programme over its epochs with a full K x K transition table (numpy
     across items, one step per epoch), and the sum is taken with ``math.fsum``.
 
@@ -181,7 +181,7 @@ def _plain_rooms(inst: Instance) -> np.ndarray:
 
 
 def _plain_value(inst: Instance, lam: np.ndarray, mu_s: np.ndarray, A_s, B_s) -> float:
-    """L in seconds, straight from MODEL.md: per epoch the convex combination of the time
+    """L in seconds, straight from docs/model.md: per epoch the convex combination of the time
     terms, evaluated on a tier-traffic vector, with one DP per item over full K x K moves."""
     E, K, N = inst.num_epochs, inst.num_tiers, inst.num_items
     inclusive = inst.mode == "inclusive"
