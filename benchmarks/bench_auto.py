@@ -188,7 +188,9 @@ def print_table() -> None:
         gap = "-" if r.get("gap") is None else f"{100 * r['gap']:.2f} %"
         ratio_b = fmt(b / lp) if lp and b else "-"
         ratio_t = fmt(T / lp) if lp and T else "-"
-        print(f"| {r['class']} | {r.get('instance', '-')} | {r.get('item_epochs', '-')} | "
+        what = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items()
+                         if k in ("weights", "mode", "hardware", "path"))
+        print(f"| {r['class']}{r['index']} | {r.get('instance', '-')}{' (' + what + ')' if what else ''} | {r.get('item_epochs', '-')} | "
               f"{r['method']} | {lim:g} | {wall} | {'yes' if ok else 'NO'} | {r.get('status')} | "
               f"{gap} | {ratio_b} | {ratio_t} | {r.get('bound_method', '-')} |")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from pathlib import Path
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_the_lp_pilots_keep_the_statistics_and_predict_the_model_size():
     pred, rec = portfolio.predict_lp_s(inst, SolverConfig())
     assert 0.5 <= rec["nonzeros_estimate"] / full_nnz <= 2.0, (rec, full_nnz)
     assert 1.0 <= rec["exponent"] <= 2.5 and pred >= rec["pilot_lp_s"] - 1e-6
-    # a small instance is not piloted
+    # a tiny instance is not piloted
     assert portfolio.predict_lp_s(tiny_instance(), SolverConfig())[0] == 0.0
 
 
@@ -156,3 +157,75 @@ def test_a_highs_error_that_persists_is_reported_with_what_was_tried(monkeypatch
     assert res.status == "feasible" and res.schedule is not None
     assert len(res.details["milp"]["retries"]) == len(exact_mod.RETRY_OPTIONS)
     assert "presolve = off" in res.message
+
+
+# ------------------------------------------------------ the same bounds in simulate and bench
+
+def test_a_proven_bound_is_computed_once_per_instance_and_kept(tmp_path, monkeypatch):
+    from hetkv_opt.bench import bounds as bounds_mod
+    inst = drift_instance(blocks=24, steps=12, seed=2)
+    calls = []
+    real = bounds_mod._compute
+    monkeypatch.setattr(bounds_mod, "_compute", lambda *a: calls.append(a) or real(*a))
+    first = bounds_mod.proven_bound(inst, "auto", time_limit_s=20, cache_dir=tmp_path)
+    again = bounds_mod.proven_bound(inst, "auto", time_limit_s=20, cache_dir=tmp_path)
+    assert len(calls) == 1 and not first["cached"] and again["cached"]
+    assert again["bound_s"] == first["bound_s"] and again["bound_method"] == first["bound_method"]
+    # a proof: never above the optimum
+    opt = solve(inst, "milp", time_limit_s=60)
+    assert first["bound_s"] <= opt.total_time_s * (1 + 1e-9)
+    # a damaged cache file is recomputed, not believed
+    for f in tmp_path.iterdir():
+        f.write_text('{"schema": "hetkv-bound-cache", "schema_version": 1, "bounds_s": {"x": 1e9}}')
+    third = bounds_mod.proven_bound(inst, "auto", time_limit_s=20, cache_dir=tmp_path)
+    assert not third["cached"] and third["bound_s"] == first["bound_s"] and len(calls) == 2
+    with pytest.raises(ValueError, match="bound method"):
+        bounds_mod.proven_bound(inst, "nope")
+
+
+@pytest.mark.parametrize("bound", ["auto", "lp", "lagrangian", "milp", "aggregate"])
+def test_simulate_measures_against_the_bound_asked_for_and_names_it(bound, tmp_path):
+    import json
+    from cli_helpers import hetkv
+    p = hetkv("simulate", "instances/drift-32x16.json", "--policy", "lru", "--bound", bound,
+              "--bound-time-limit", "10", "--bound-cache", tmp_path, "-f", "json")
+    d = json.loads(p.stdout)
+    src = d["details"]["bound_source"]
+    assert src["asked"] == bound and src["bound_method"] == d["bound_method"]
+    if bound != "auto":
+        assert d["bound_method"] in (bound, "aggregate") or bound == "milp"
+    assert d["bound_s"] <= d["total_time_s"]
+    if bound != "aggregate":
+        assert d["bound_method"] != "aggregate"
+
+
+def test_a_bench_policy_cell_carries_its_bound_and_the_instance_computes_it_once(tmp_path):
+    import json
+    from hetkv_opt.bench.runner import run_suite
+    suite = tmp_path / "s.toml"
+    suite.write_text('schema = "hetkv-suite"\nschema_version = 1\nseed = 0\n'
+                     '[[instances]]\nfile = "%s"\n'
+                     '[[methods]]\nmethod = "policy:lru"\nbound = "auto"\nbound_time_limit_s = 10\n'
+                     '[[methods]]\nmethod = "policy:lfu"\nbound = "auto"\nbound_time_limit_s = 10\n'
+                     % (Path("instances/drift-32x16.json").resolve()))
+    run_suite(suite, tmp_path / "out")
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
+    assert len(cells) == 2
+    srcs = [c["result"]["details"]["bound_source"] for c in cells]
+    assert sorted(s["cached"] for s in srcs) == [False, True]      # computed once
+    assert all(c["result"]["bound_method"] == s["bound_method"] for c, s in zip(cells, srcs))
+    assert len(list((tmp_path / "out" / "bounds").iterdir())) == 1
+
+
+def test_hetkv_bench_bound_option_applies_to_policies_without_their_own(tmp_path):
+    import json
+    from cli_helpers import hetkv
+    hetkv("bench", "smoke", "--out", tmp_path / "r", "--quiet", "--bound", "lp",
+          "--bound-time-limit", "10")
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*.json")]
+    pol = [c for c in cells if c["method"]["kind"] == "policy"]
+    assert pol and all(c["result"]["details"]["bound_source"]["asked"] == "lp" for c in pol)
+    assert all("bound_source" not in c["result"]["details"] for c in cells
+               if c["method"]["kind"] != "policy")
+    bad = hetkv("bench", "smoke", "--out", tmp_path / "r2", "--bound", "nope", check_rc=2)
+    assert "--bound" in bad.stderr

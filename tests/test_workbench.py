@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from hetkv_opt.bench.suite import load_suite_file
 from hetkv_opt.bench.sweep import scale_instance, sweep
 from hetkv_opt.io.files import load_instance, save_instance, save_schedule
 from hetkv_opt.io.schema import file_document, load_schema, validate, validate_file
-from hetkv_opt.model.breakdown import breakdown, causes, compare, residency_dense
+from hetkv_opt.model.breakdown import breakdown, causes, residency_dense
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck, forced_overflow
 from hetkv_opt.model.instance import make_instance, tiny_instance

@@ -12,8 +12,7 @@ import pytest
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.io.files import instance_hash, load_instance
 from hetkv_opt.presets import load_hardware, load_model
-from hetkv_opt.workloads.access import DriftAccess, PaperAccess
-from hetkv_opt.workloads.requests import (Request, WorkloadParams, build_workload,
+from hetkv_opt.workloads.requests import (Request, build_workload,
                                 make_requests, paper_workload_params, plan_workload, write_workload)
 
 from cli_helpers import assert_one_line_error, hetkv  # noqa: E402
@@ -261,3 +260,16 @@ def test_readme_preset_and_workload_commands_run(tmp_path):
         hetkv(*args, "-q" if args[0] == "generate" else "-f", *([] if args[0] == "generate" else ["json"]))
         ran += 1
     assert ran >= 4 and (tmp_path / "moe.npz").is_file()
+
+
+def test_the_paper_workload_generator_writes_the_same_bytes_as_documented(tmp_path):
+    """The paper workload's content hash, on a slice small enough for a test (same command
+    as benchmarks/RESULTS.md, 8 decode steps and 2 layers): a change to the generator's
+    bytes shows here, and the documented full-scale hash must then be re-measured."""
+    import json
+    from cli_helpers import hetkv
+    p = hetkv("generate", tmp_path / "pw.npz", "--preset-workload", "paper", "--access", "drift",
+              "--output-tokens", "8", "--layers", "2", "-q", "-f", "json")
+    d = json.loads(p.stdout)
+    assert (d["items"], d["epochs"], d["reads"]) == (3916, 16, 12544)
+    assert d["sha256"] == "e353f2b8d0449e5ee37d711dc3bb563b67168a7687ec4c1268aa35a7d82d8d54"

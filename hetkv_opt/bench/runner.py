@@ -89,6 +89,7 @@ class Task:
     instance_sha256: str
     size: dict
     payload: Instance | None = None   # the instance itself (files; in-process runs)
+    bound_cache: str | None = None    # where proven bounds are kept (policies' ``bound``)
 
     def cost_hint(self) -> float:
         """Rough cost used to start long cells first."""
@@ -290,13 +291,23 @@ def _watch_signals():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
-def _run_method(inst: Instance, m: MethodSpec,
-                deadline: Deadline | None = None) -> tuple[dict, bool, dict | None]:
+def _run_method(inst: Instance, m: MethodSpec, deadline: Deadline | None = None,
+                bound_cache: str | None = None) -> tuple[dict, bool, dict | None]:
     """Run one method; returns (result dict, oracle flag, warm-start report)."""
     if m.kind == "policy":
         from hetkv_opt.policies import get_policy, simulate
-        res = simulate(inst, get_policy(m.policy, **dict(m.params)))
-        return res.to_dict(), bool(res.details.get("oracle", False)), None
+        bounds, source = {}, None
+        if m.bound is not None:
+            from hetkv_opt.bench.bounds import proven_bound
+            source = proven_bound(inst, m.bound, time_limit_s=m.bound_time_limit_s,
+                                  cache_dir=bound_cache)
+            bounds = source["bounds_s"]
+        res = simulate(inst, get_policy(m.policy, **dict(m.params)), bounds=bounds)
+        d = res.to_dict()
+        if source is not None:
+            d["details"]["bound_source"] = {k: source[k] for k in (
+                "asked", "time_limit_s", "bound_method", "bound_s", "cached")}
+        return d, bool(res.details.get("oracle", False)), None
     from hetkv_opt.solve import solve
     warm, ws_report = None, None
     if m.warm_start:
@@ -339,7 +350,7 @@ def run_cell(task: Task) -> dict:
         t0 = time.perf_counter()
         watch = _WATCH
         dl = None if watch is None else watch.deadline(task.method.time_limit_s)
-        result, oracle, warm = _run_method(inst, task.method, dl)
+        result, oracle, warm = _run_method(inst, task.method, dl, task.bound_cache)
     except Exception as exc:  # a failing method is a result, not a crash of the sweep
         result = {"status": "error", "method": task.method.method,
                   "instance": task.instance.name, "total_time_s": None, "bound_s": None,
@@ -546,6 +557,8 @@ def run_suite(suite: Suite | str | os.PathLike, out_dir: str | os.PathLike, *,
     out_dir = Path(out_dir)
     in_process = scheduler is None and workers == 1
     tasks = plan(suite, keep_instances=in_process)
+    # proven bounds of policy cells are computed once per instance, kept beside the results
+    tasks = [dataclasses.replace(t, bound_cache=str(out_dir / "bounds")) for t in tasks]
     out_dir.mkdir(parents=True, exist_ok=True)
     run = SuiteRun(suite=suite.name, out_dir=out_dir, total=len(tasks))
     emit = progress or (lambda ev: None)

@@ -176,6 +176,10 @@ class MethodSpec:
         A solver preset name or path; ``config`` overrides its fields.
     warm_start : tuple of str
         Policies whose best schedule starts the MILP (``milp``/``auto`` only).
+    bound, bound_time_limit_s : str or None, float or None
+        Policies only: the proven bound their gap is measured against (``auto``, ``lp``,
+        ``lagrangian``, ``milp`` or ``aggregate``; :func:`hetkv_opt.bench.bounds.proven_bound`,
+        computed once per instance and kept in the results folder), and its time limit.
     source_sha256 : str or None
         For a policy from a file or module (``policy:FILE.py:CLASS``): the SHA-256 of its
         source, so that its cells run again when the code changes.  ``method`` then holds
@@ -191,6 +195,8 @@ class MethodSpec:
     config: Mapping[str, Any] = field(default_factory=dict)
     warm_start: tuple = ()
     source_sha256: str | None = None
+    bound: str | None = None
+    bound_time_limit_s: float | None = None
 
     @property
     def kind(self) -> str:
@@ -207,6 +213,9 @@ class MethodSpec:
              "warm_start": list(self.warm_start)}
         if self.source_sha256 is not None:      # only for plugins: other cells keep their hash
             d["source_sha256"] = self.source_sha256
+        if self.bound is not None:              # only when asked: other cells keep their hash
+            d["bound"] = self.bound
+            d["bound_time_limit_s"] = self.bound_time_limit_s
         return d
 
 
@@ -230,7 +239,25 @@ class Suite:
 
 _TOP_KEYS = {"schema", "schema_version", "name", "description", "seed", "instances", "methods"}
 _INSTANCE_KEYS = {"name", "group", "file", "generator", "params", "sweep"}
-_METHOD_KEYS = {"name", "method", "time_limit_s", "params", "preset", "config", "warm_start"}
+def _bound_spec(entry: dict, where: str) -> tuple[str | None, float | None]:
+    """A policy's ``bound`` and ``bound_time_limit_s`` keys, checked."""
+    from hetkv_opt.bench.bounds import BOUND_METHODS
+    bound = entry.get("bound")
+    if bound is None:
+        if "bound_time_limit_s" in entry:
+            raise SuiteError(f"{where}.bound_time_limit_s", "needs 'bound'")
+        return None, None
+    if bound not in BOUND_METHODS:
+        raise SuiteError(f"{where}.bound", f"must be one of {', '.join(BOUND_METHODS)}, "
+                                           f"got {bound!r}")
+    tl = entry.get("bound_time_limit_s", DEFAULT_TIME_LIMIT_S)
+    if not _is_number(tl) or not tl > 0 or not math.isfinite(tl):
+        raise SuiteError(f"{where}.bound_time_limit_s", f"must be a number > 0, got {tl!r}")
+    return bound, float(tl)
+
+
+_METHOD_KEYS = {"name", "method", "time_limit_s", "params", "preset", "config", "warm_start",
+                "bound", "bound_time_limit_s"}
 
 
 def _is_number(x) -> bool:
@@ -444,9 +471,15 @@ def _parse_methods(raw, seed: int, base_dir: Path | None = None) -> list[MethodS
             pol = get_policy(pname, **params)
             if "seed" in pol.params() and "seed" not in params:
                 params["seed"] = seed
+            bound, btl = _bound_spec(entry, where)
             out.append(MethodSpec(label=label, method=f"policy:{pname}", index=n,
-                                  params=params, source_sha256=_policy_source(pname)))
+                                  params=params, source_sha256=_policy_source(pname),
+                                  bound=bound, bound_time_limit_s=btl))
             continue
+        for key in ("bound", "bound_time_limit_s"):
+            if key in entry:
+                raise SuiteError(f"{where}.{key}", "only for policies (a solver method "
+                                                   "reports its own bound)")
         if method not in SOLVER_METHODS:
             raise SuiteError(f"{where}.method", f"unknown method {method!r} (known: "
                              f"{', '.join(SOLVER_METHODS)}, policy:NAME)")

@@ -8,6 +8,8 @@ file, the field and the reason, and exit with code 2.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import check_output_path, err, exit_interrupted, fail
+from hetkv_opt.cli.common import check_output_path, check_time_limit, err, exit_interrupted, fail
 
 
 class ReportFormat(str, Enum):
@@ -33,6 +35,8 @@ def bench(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (needs the dask extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     keep_errors: bool = typer.Option(False, "--keep-errors", help="Do not re-run cells whose stored result is an error."),
+    bound: Optional[str] = typer.Option(None, "--bound", help="Policies without their own 'bound' key are measured against this proven bound: auto, lp, lagrangian, milp or aggregate (computed once per instance, kept in OUT/bounds)."),
+    bound_time_limit: float = typer.Option(60.0, "--bound-time-limit", help="Seconds for that bound, per instance."),
 ):
     """Run every (instance, method) cell of a suite; finished cells are skipped on re-runs."""
     from hetkv_opt.bench.runner import BenchError, run_suite
@@ -45,6 +49,14 @@ def bench(
         spec = load_suite(suite)
     except SuiteError as exc:
         fail(str(exc))
+    if bound is not None:
+        from hetkv_opt.bench.bounds import BOUND_METHODS
+        if bound not in BOUND_METHODS:
+            fail(f"option '--bound': must be one of {', '.join(BOUND_METHODS)}, got {bound!r}")
+        bound_time_limit = check_time_limit(bound_time_limit, "--bound-time-limit")
+        spec = dataclasses.replace(spec, methods=tuple(
+            dataclasses.replace(m, bound=bound, bound_time_limit_s=bound_time_limit)
+            if m.kind == "policy" and m.bound is None else m for m in spec.methods))
     check_output_path(out, inputs=[Path(suite)] + [i.file for i in spec.instances if i.file],
                       folder=True)
     progress, stop = _progress_bar(spec.name, enabled=not quiet)

@@ -126,7 +126,7 @@ def _print_stats(s: dict, per_layer: bool) -> None:
                                           f"p10 {_f(k['jaccard_p10'])}")
     t.add_row("turnover (new in read set)", _f(k["turnover_mean"]))
     t.add_row("re-read prob. by lag", "  ".join(f"{d}: {_f(p, 3)}" for d, p in k["reread_prob"].items()))
-    t.add_row(f"heavy-hitter persistence", f"{_f(k['hh_persistence'])} (top {100 * s['parameters']['top_fraction']:g} %, "
+    t.add_row("heavy-hitter persistence", f"{_f(k['hh_persistence'])} (top {100 * s['parameters']['top_fraction']:g} %, "
                                            f"windows of {s['parameters']['window_steps']} steps)")
     t.add_row("re-reference distance", f"mean {_f(k['reref_distance_mean'])}  median {_f(k['reref_distance_median'])}  "
                                        f"p90 {_f(k['reref_distance_p90'])} steps")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_lp, solve_milp
@@ -115,13 +117,23 @@ def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", c
 
 
 #: baseline policies whose schedules auto always tries first (cheap; any tiers, either mode)
-CHEAP_POLICIES = ("balance", "belady", "lru")
+CHEAP_POLICIES = ("balance", "step-ema", "belady", "lru")
 #: shares of the budget the cheap phase's policies and Lagrangian run may take
-CHEAP_POLICY_SHARE = 0.05
+CHEAP_POLICY_SHARE = 0.15
 CHEAP_LAGRANGIAN_SHARE = 0.05
 #: a cheap step runs even past the deadline when it is predicted to take less than this
 #: (the first schedule and the first proof are worth a second: "-t 1e-9" still answers)
 CHEAP_GRACE_S = 0.5
+
+
+def _cheap_order(inst: Instance) -> list[str]:
+    """:data:`CHEAP_POLICIES`, the one most likely best first: with epochs of (step, layer),
+    the step-aware one (a per-epoch score mixes layers: on the shipped 30-layer trace replay
+    smollm2-narrative-qa-topk-s60, balance took 4.7x the time of the all-in-HBM-first
+    static schedule and step-ema 0.55x)."""
+    layered = "layer" in inst.epoch_labels and len(np.unique(inst.epoch_labels["layer"])) > 1
+    first = "step-ema" if layered else "balance"
+    return [first] + [p for p in CHEAP_POLICIES if p != first]
 
 
 def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) -> None:
@@ -136,7 +148,7 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
         # holds one more of them at the pace measured so far
         t0, last = time.perf_counter(), 0.0
         allowance = max(dl.share_s(CHEAP_POLICY_SHARE) or math.inf, CHEAP_GRACE_S)
-        for name in CHEAP_POLICIES:
+        for name in _cheap_order(inst):
             spent = time.perf_counter() - t0
             if spent + last > allowance or (dl.expired() and spent + last > CHEAP_GRACE_S):
                 ph["finished"] = False

@@ -200,10 +200,10 @@ def predict_lp_s(instance: Instance, config: SolverConfig, *, pilot_limit_s: flo
     infinity.  Returns ``(seconds, record)``; ``record`` says what was measured.
     """
     ie = float((instance.death - instance.birth).sum())
-    if ie <= 2 * PILOT_ITEM_EPOCHS:
-        # small enough to be its own pilot: not worth solving twice (the LP still runs
-        # under its hard share of the deadline)
-        return 0.0, {"pilot": "none (a small instance)", "predicted_lp_s": 0.0}
+    if ie <= PILOT_ITEM_EPOCHS / 4:
+        # tiny: its LP takes a fraction of a second even with three tiers; not worth a
+        # pilot (and it still runs under its hard share of the deadline)
+        return 0.0, {"pilot": "none (a tiny instance)", "predicted_lp_s": 0.0}
     big = max(1, int(round(math.sqrt(ie / PILOT_ITEM_EPOCHS))))
     small = 2 * big
     t_big, n_big, ok_big = _lp_seconds(shrunk_instance(instance, big), config, pilot_limit_s)
