@@ -358,13 +358,15 @@ def test_cli_explain_json_vs_and_plot(tmp_path):
     assert len(d["per_epoch"]) == inst.num_epochs
     assert {"epoch", "tau_s", "binding", "parts_s"} <= set(d["per_epoch"][0])
     png = tmp_path / "x.png"
+    import importlib.util
+    can_plot = importlib.util.find_spec("matplotlib") is not None   # the plot extra
     d = json.loads(hetkv("explain", inst_path, tmp_path / "a.json", "--vs", tmp_path / "b.npz",
-                         "--plot", png, "-f", "json").stdout)
+                         *(("--plot", png) if can_plot else ()), "-f", "json").stdout)
     assert d["vs"]["total_time_s"] == b.total_time_s
     assert d["difference_total_s"] == pytest.approx(a.total_time_s - b.total_time_s)
     for k, v in d["difference_s"].items():
         assert v == pytest.approx(d["breakdown_s"][k] - d["vs"]["breakdown_s"][k])
-    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not can_plot or (png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n")
     table = hetkv("explain", inst_path, tmp_path / "a.json", "--vs", tmp_path / "b.npz").stdout
     assert "T (total)" in table and "difference" in table
 
