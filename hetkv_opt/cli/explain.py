@@ -107,7 +107,7 @@ def _print(d: dict, a, b, name_a: Path, name_b: Optional[Path]) -> None:
         row += [fmt_time(b.total_time_s), "100 %",
                 ("+" if T - b.total_time_s > 0 else "") + fmt_time(T - b.total_time_s)]
     t.add_row(*row, style="bold")
-    _wide().print(t)
+    out.print(t)
     for label, x in ((name_a.name, a), (name_b.name if name_b else "", b)):
         if x is None:
             continue
@@ -255,16 +255,6 @@ def _unit(v: float) -> tuple[float, str]:
         if v >= scale:
             return scale, unit
     return 1e-9, "ns"
-
-
-def _wide():
-    """A stdout console as wide as a table needs when stdout is not a terminal (as
-    'hetkv report' prints), else :data:`out`."""
-    if out.is_terminal:
-        return out
-    import sys
-    from rich.console import Console
-    return Console(file=sys.stdout, highlight=False, width=200)
 
 
 def register(app: typer.Typer) -> None:

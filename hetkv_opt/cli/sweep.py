@@ -113,22 +113,12 @@ def _print(res: dict) -> None:
             tt = (p["policies"].get(lab) or {}).get("total_time_s")
             row.append("-" if tt is None or not b else f"{tt / b:.3f}x")
         t.add_row(*row)
-    _wide().print(t)
+    out.print(t)
     c = res["cells"]
     out.print(f"cells: {c['total']} ({c['ran']} run, {c['skipped']} already done); "
               f"points in {Path(pts[0]['file']).parent if pts else '-'}")
     if res.get("plot"):
         out.print(f"wrote {res['plot']}")
-
-
-def _wide():
-    """A stdout console as wide as a table needs when stdout is not a terminal (as
-    'hetkv report' prints), else :data:`out`."""
-    if out.is_terminal:
-        return out
-    import sys
-    from rich.console import Console
-    return Console(file=sys.stdout, highlight=False, width=200)
 
 
 def register(app: typer.Typer) -> None:

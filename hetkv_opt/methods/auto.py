@@ -164,15 +164,10 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
                 times[name] = ev.total_time_s
                 book.offer(sched, f"policy {name}")
         details["policies_s"] = times
-    with book.phase("lagrangian") as ph:
-        # a few iterations: any prices prove a bound, and these warm-start the later run
-        share = dl.share_s(CHEAP_LAGRANGIAN_SHARE)
-        lag = solve_lagrangian(inst, time_limit_s=2.0 if share is None else max(share, CHEAP_GRACE_S),
-                               iterations=30, stop_on_interrupt=True)
-        book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
-        book.prices = lag.certificate
-        ph["stage"] = "first prices"
-        _stop_if_interrupted(ph, lag.details.get("lagrangian"))
+    # a few iterations: any prices prove a bound, and these warm-start the later runs
+    share = dl.share_s(CHEAP_LAGRANGIAN_SHARE)
+    _lagrangian_phase(book, details, None, 2.0 if share is None else max(share, CHEAP_GRACE_S),
+                      iterations=30, stage="first prices")
 
 
 def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progress,
@@ -259,12 +254,16 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         _lagrangian_phase(book, details, progress, dl.share_s(0.9))
 
 
-def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s) -> None:
-    """The Lagrangian bound, warm-started from the best prices so far."""
+def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterations: int = 300,
+                      stage: str | None = None) -> None:
+    """The Lagrangian bound, warm-started from the best prices so far (which it replaces
+    when it proves at least as much)."""
     with book.phase("lagrangian") as ph:
-        lag = solve_lagrangian(book.instance, time_limit_s=limit_s, stop_on_interrupt=True,
-                               prices=book.prices,
-                               progress=relay(book.progress, "lagrangian", book.deadline.start))
+        if stage:
+            ph["stage"] = stage
+        lag = solve_lagrangian(book.instance, time_limit_s=limit_s, iterations=iterations,
+                               stop_on_interrupt=True, prices=book.prices,
+                               progress=relay(progress, "lagrangian", book.deadline.start))
         book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
         if lag.certificate is not None and lag.bound_s is not None and \
                 lag.bound_s >= book.bounds.get("lagrangian", -math.inf) * (1 - 1e-12):

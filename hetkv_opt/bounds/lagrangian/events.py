@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from hetkv_opt.bounds.lagrangian.problem import (Eval, constant_term, gradient_from_traffic,
-                                                 tier_prices)
+                                                 paths_value, tier_prices)
 
 #: ``auto`` uses the event oracle when events / free item-epochs is at most this
 #: (benchmarks/bench_lagrangian_events.py, time per call vs the dense oracle: 0.8x at
@@ -295,12 +295,7 @@ class EventOracle:
             F0[pos] = np.minimum(a0 + M[0, pos], a1 + M[2, pos]) + X0[pos]
             F1[pos] = np.minimum(a0 + M[1, pos], a1 + M[3, pos]) + X1[pos]
         la = self.last
-        sp = np.minimum(F0[la], F1[la])
-        if not np.all(np.isfinite(sp)):
-            i = int(p.free[np.flatnonzero(~np.isfinite(sp))[0]])
-            raise ValueError(f"infeasible: item {i} has no placement that fits the capacities "
-                             f"at every epoch of its life")
-        value = const + float(np.sum(sp))
+        value = paths_value(p, np.minimum(F0[la], F1[la]), const)
         if not gradient:
             return Eval(value, None, None, None)
         # ---- states at events

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetkv_opt.bounds.lagrangian.problem import (Eval, Problem, constant_term,
+from hetkv_opt.bounds.lagrangian.problem import (Eval, Problem, constant_term, paths_value,
                                                  gradient_from_traffic, tier_prices)
 
 
@@ -81,12 +81,7 @@ def evaluate(p: Problem, lam: np.ndarray, mu: np.ndarray, *, gradient: bool = Tr
         d = p.last_at[e]
         if d.size:
             final[d] = F[d]
-    sp = final.min(axis=1) if Nf else np.zeros(0)
-    if Nf and not np.all(np.isfinite(sp)):
-        i = int(p.free[np.flatnonzero(~np.isfinite(sp))[0]])
-        raise ValueError(f"infeasible: item {i} has no placement that fits the capacities "
-                         f"at every epoch of its life")
-    value = const + float(np.sum(sp))
+    value = paths_value(p, final.min(axis=1) if Nf else np.zeros(0), const)
     if not gradient:
         return Eval(value, None, None, None)
     # ---- backtrack the paths

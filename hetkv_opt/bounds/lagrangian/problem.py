@@ -257,5 +257,21 @@ def finish_value(inst: Instance, lam: np.ndarray, mu_s: np.ndarray, rooms: np.nd
     return float(v - margin(inst, lam, mu_s, rooms, value_s))
 
 
+def paths_value(p: Problem, shortest: np.ndarray, const: float) -> float:
+    """L at given prices: the constant term plus every free item's shortest-path cost (the
+    same for both oracles).  An item with no finite path has no placement at all.
+
+    Raises
+    ------
+    ValueError
+        ``"infeasible: item I ..."`` when some item fits in no tier at some epoch.
+    """
+    if shortest.size and not np.all(np.isfinite(shortest)):
+        i = int(p.free[np.flatnonzero(~np.isfinite(shortest))[0]])
+        raise ValueError(f"infeasible: item {i} has no placement that fits the capacities "
+                         f"at every epoch of its life")
+    return const + float(np.sum(shortest))
+
+
 __all__ = ["Eval", "Problem", "constant_term", "finish_value", "gradient_from_traffic", "margin",
-           "prepare", "tau_hi", "tier_prices"]
+           "paths_value", "prepare", "tau_hi", "tier_prices"]
