@@ -13,11 +13,13 @@ import time
 from typing import Callable
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
+from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.auto import Infeasible, first_bound, relay, solve_auto
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.flow import check_supported, solve_flow
 from hetkv_opt.methods.rolling import solve_rolling
+from hetkv_opt.methods.split import solve_split
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
@@ -41,8 +43,9 @@ def _run_milp(instance, *, time_limit_s, config, warm_start, log, progress):
 
 
 def _run_lagrangian(instance, *, time_limit_s, config, warm_start, log, progress):
-    return solve_lagrangian(instance, time_limit_s=time_limit_s,
-                            progress=relay(progress, "lagrangian", time.perf_counter()))
+    with open_client(config.workers, config.scheduler) as client:
+        return solve_lagrangian(instance, time_limit_s=time_limit_s, client=client,
+                                progress=relay(progress, "lagrangian", time.perf_counter()))
 
 
 def _heuristic(name: str):
@@ -68,6 +71,8 @@ def _heuristic(name: str):
             res = solve_flow(instance, time_limit_s=dl, bounds=bounds,
                              progress=relay(progress, "flow", t_start, max(bounds.values(),
                                                                            default=None)))
+        elif name == "split":
+            res = solve_split(instance, time_limit_s=dl, bounds=bounds)
         else:
             res = solve_rolling(instance, time_limit_s=dl, config=config,
                                 warm_start=warm_start, bounds=bounds)
@@ -88,6 +93,7 @@ METHODS: dict[str, Callable[..., SolveResult]] = {
     "lagrangian": _run_lagrangian,
     "flow": _heuristic("flow"),
     "rolling": _heuristic("rolling"),
+    "split": _heuristic("split"),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "hetkv_opt"
 
 #: the layers, lowest first; a module may import from its own layer and the ones below
-LAYERS = ["deadline", "model", "result", "io", "presets", "milp", "bounds", "policies", "methods", "solve",
+LAYERS = ["deadline", "cluster", "model", "result", "io", "presets", "milp", "bounds", "policies", "methods", "solve",
           "trace", "workloads", "testing", "bench", "cli", "__init__", "__main__"]
 
 

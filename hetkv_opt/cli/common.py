@@ -169,7 +169,9 @@ def check_output_path(path: Path, *, inputs: Iterable[Optional[Path]] = (),
     made or written (``/proc``, read-only).  A missing parent folder is made, and said.
 
     ``suffixes``: the allowed suffixes (lower case, with the dot).  ``folder``: the
-    output is a folder (``hetkv bench --out``), made here when missing.
+    output is a folder (``hetkv bench --out``), made here when missing.  A path ending in
+    ``.hetkv`` is a sharded instance folder: it may exist only as a sharded instance
+    (which the writer replaces whole), and is not made here.
     """
     path = Path(path)
     label = f"option '{option}': {path}" if option else str(path)
@@ -183,6 +185,11 @@ def check_output_path(path: Path, *, inputs: Iterable[Optional[Path]] = (),
     if folder:
         if path.exists() and not path.is_dir():
             fail(f"{label}: exists and is not a folder")
+    elif path.suffix.lower() == ".hetkv":
+        # a sharded instance (docs/model.md section 6): a folder, replaced whole when it is one
+        if path.exists() and not (path.is_dir() and (path / "manifest.json").is_file()):
+            fail(f"{label}: exists and is not a sharded instance folder (no manifest.json); "
+                 f"refusing to replace it")
     else:
         if path.is_dir():
             fail(f"{label}: is a directory; give a file name")
@@ -268,9 +275,12 @@ def fmt_pct(x) -> str:
 
 
 def config_from_options(preset: Optional[str], gap: Optional[float], threads: Optional[int],
-                        seed: Optional[int]):
+                        seed: Optional[int], workers: Optional[int] = None,
+                        scheduler: Optional[str] = None):
     """The :class:`~hetkv_opt.milp.config.SolverConfig` of ``--solver-preset``, ``--gap``,
-    ``--threads`` and ``--seed`` (a bad preset or value: one line, exit code 2)."""
+    ``--threads``, ``--seed``, ``--workers`` and ``--scheduler`` (a bad preset or value: one
+    line, exit code 2; workers without Dask installed: the install hint)."""
+    from hetkv_opt.cluster import check_cluster, require_dask
     from hetkv_opt.milp.config import SolverConfig, check_gap, check_seed, check_threads, load_preset
     try:
         if gap is not None:
@@ -279,8 +289,16 @@ def config_from_options(preset: Optional[str], gap: Optional[float], threads: Op
             check_threads(threads, "option '--threads'")
         if seed is not None:
             check_seed(seed, "option '--seed'")
+        if workers is not None or scheduler is not None:
+            try:
+                check_cluster(workers or 0, scheduler)
+            except ValueError as exc:
+                raise ValueError(f"option '--workers'/'--scheduler': {exc}") from None
+            if workers or scheduler:
+                require_dask()
         cfg = load_preset(preset) if preset else SolverConfig()
-        return cfg.replace(mip_rel_gap=gap, threads=threads, seed=seed)
+        return cfg.replace(mip_rel_gap=gap, threads=threads, seed=seed, workers=workers,
+                           scheduler=scheduler)
     except ValueError as exc:
         fail(str(exc))
 

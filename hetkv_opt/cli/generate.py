@@ -17,7 +17,7 @@ from hetkv_opt.model.instance import ModelError
 
 
 def generate(
-    out_path: Path = typer.Argument(..., help="Where to write the instance (.json or .npz; large workloads stream to .npz)."),
+    out_path: Path = typer.Argument(..., help="Where to write the instance (.json, .npz, or .hetkv: a sharded folder, one file per layer; large workloads stream to .npz and .hetkv)."),
     blocks: Optional[int] = typer.Option(None, "--blocks", "-n", help="Drift: KV blocks alive at the end (default 64)."),
     steps: Optional[int] = typer.Option(None, "--steps", "-e", help="Drift: decode steps = epochs (default 32)."),
     sparsity: float = typer.Option(0.6, "--sparsity", help="Fraction of the context NOT read per step (and layer)."),
@@ -55,8 +55,8 @@ def generate(
     """Write a synthetic instance: the one-layer drift model, or (with --model, --batch,
     --preset-workload ...) a batch of requests on a model and hardware preset. Same
     options and seed, same bytes."""
-    if out_path.suffix.lower() not in (".json", ".npz"):
-        fail(f"{out_path}: the instance file must end in .json or .npz")
+    if out_path.suffix.lower() not in (".json", ".npz", ".hetkv"):
+        fail(f"{out_path}: the instance file must end in .json or .npz (or .hetkv for a sharded folder)")
     check_output_path(out_path, inputs=[params, *(trace or ())], option="")
     workload = any(x is not None for x in (model, preset_workload, batch, prompt_tokens, output_tokens, layers)) \
         or access != "drift" or bool(trace)
@@ -144,6 +144,8 @@ def _generate_drift(out_path: Path, params, *, name, fmt) -> None:
         fail(str(exc))
     try:
         save_instance(inst, out_path)
+    except ModelError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"{out_path}: cannot write the instance ({exc.strerror or exc})")
     d = {"path": str(out_path), "name": inst.name, "items": inst.num_items,

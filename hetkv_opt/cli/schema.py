@@ -1,5 +1,5 @@
-"""``hetkv schema``: the JSON Schemas of instance and schedule files, and a check of a file
-against them.
+"""``hetkv schema``: the JSON Schemas of instance and schedule files and of the sharded
+instance's manifest, and a check of a file (or a ``.hetkv`` folder) against them.
 
 Added to the main app by :func:`register`; the schemas and the validator are
 :mod:`hetkv_opt.io.schema` (fields, units and defaults: docs/model.md section 6).
@@ -20,19 +20,21 @@ from hetkv_opt.cli.common import fail, out
 class Kind(str, Enum):
     instance = "instance"
     schedule = "schedule"
+    sharded = "sharded"
 
 
 def schema_cmd(
-    kind: Kind = typer.Argument(..., help="instance or schedule."),
-    check: Optional[Path] = typer.Option(None, "--check", help="Validate this file (.json or .npz) against the schema instead of printing it (exit 1 if it does not match)."),
+    kind: Kind = typer.Argument(..., help="instance, schedule, or sharded (the manifest.json of a .hetkv folder)."),
+    check: Optional[Path] = typer.Option(None, "--check", help="Validate this file (.json or .npz, or a .hetkv folder's manifest) against the schema instead of printing it (exit 1 if it does not match)."),
 ):
-    """Print the JSON Schema of instance or schedule files (draft 2020-12), or check a
-    file against it (the loader checks the rules across fields besides)."""
+    """Print the JSON Schema of instance or schedule files or of a sharded instance's
+    manifest (draft 2020-12), or check a file against it (the loader checks the rules
+    across fields besides)."""
     from hetkv_opt.io.schema import schema_text, validate, file_document, load_schema
     if check is None:
         sys.stdout.write(schema_text(kind.value))
         return
-    if not check.is_file():
+    if not (check.is_file() or (check.is_dir() and (check / "manifest.json").is_file())):
         fail(f"{check}: no such file")
     try:
         doc = file_document(check)
@@ -40,7 +42,8 @@ def schema_cmd(
         fail(f"{check}: not a readable {kind.value} file ({type(exc).__name__}: {exc})")
     problems = validate(doc, load_schema(kind.value))
     if not problems:
-        out.print(f"{check}: matches the hetkv-{kind.value} schema", markup=False, highlight=False)
+        tag = "hetkv-sharded-instance" if kind == Kind.sharded else f"hetkv-{kind.value}"
+        out.print(f"{check}: matches the {tag} schema", markup=False, highlight=False)
         return
     for p in problems:
         out.print(f"{check}: {p}", markup=False, highlight=False, soft_wrap=True)

@@ -34,6 +34,8 @@ def solve(
     gap: Optional[float] = typer.Option(None, "--gap", help="Relative MIP gap at which to stop."),
     threads: Optional[int] = typer.Option(None, "--threads"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Solver random seed."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Run the bound's layer parts on this many local Dask workers (the dask extra; layered instances)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler instead of local workers."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A schedule file to start the MILP from."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="HiGHS's log on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
@@ -47,7 +49,7 @@ def solve(
     from hetkv_opt.io.files import instance_hash, load_schedule, save_schedule
     from hetkv_opt.solve import solve as run_solve
     time_limit = check_time_limit(time_limit)
-    cfg = config_from_options(solver_preset, gap, threads, seed)
+    cfg = config_from_options(solver_preset, gap, threads, seed, workers, scheduler)
     if out_path is not None:
         check_output_path(out_path, inputs=[instance, warm_start], suffixes=(".json", ".npz"))
     inst = load_instance(instance)
@@ -211,28 +213,22 @@ def evaluate(
 
 
 def info(
-    instance: Path = typer.Argument(..., help="Instance file."),
+    instance: Path = typer.Argument(..., help="Instance file (.json, .npz) or sharded folder (.hetkv)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f"),
 ):
-    """Sizes, tiers, bytes read and written, and the aggregate-bandwidth bound."""
+    """Sizes, tiers, bytes read and written, and the aggregate-bandwidth bound (read
+    without building the instance: a sharded folder's manifest and epochs file only, an
+    NPZ file's read list streamed)."""
     from hetkv_opt.model.evaluate import format_bytes
-    from hetkv_opt.io.files import instance_hash
-    from hetkv_opt.model.terms import aggregate_bound_s
-    inst = load_instance(instance)
-    d = {"name": inst.name, "mode": inst.mode, "items": inst.num_items, "epochs": inst.num_epochs,
-         "steps": inst.num_steps, "item_epochs": int((inst.death - inst.birth).sum()),
-         "reads": int(inst.read_bytes.size), "read_bytes": int(inst.read_bytes.sum()),
-         "writes": int(inst.write_bytes.size), "write_bytes": int(inst.write_bytes.sum()),
-         "total_item_bytes": int(inst.size_bytes.sum()),
-         "pinned_items": int((inst.pinned_tier >= 0).sum()),
-         "tiers": [{"name": t.name, "capacity_bytes": t.capacity_bytes, "bandwidth_Bps": t.bandwidth_Bps,
-                    "link_read_Bps": t.link_read_Bps, "link_write_Bps": t.link_write_Bps}
-                   for t in inst.tiers],
-         "aggregate_bound_s": aggregate_bound_s(inst), "sha256": instance_hash(inst)}
+    from hetkv_opt.io.summary import describe
+    try:
+        d = describe(instance)
+    except ModelError as exc:
+        fail(str(exc))
     if fmt == Format.json:
         emit_json(d)
         return
-    t = Table(title=f"hetkv info: {inst.name}", show_header=False)
+    t = Table(title=f"hetkv info: {d['name']}", show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value")
     for key in ("mode", "items", "epochs", "steps", "item_epochs", "pinned_items"):

@@ -45,11 +45,81 @@ from typing import Any, Mapping
 import numpy as np
 
 from hetkv_opt.model.instance import Instance, ModelError, make_instance
-from hetkv_opt.io.files import hash_array
+from hetkv_opt.io.formats import hash_array
 
 _ACCESS = ("epoch", "item", "bytes")
 _COPY_BYTES = 1 << 24                  # copy buffer: 16 MiB
 _I8 = np.dtype("<i8")
+
+
+def static_instance(*, name: str, tiers, num_epochs: int, items: Mapping[str, Any],
+                    epochs: Mapping[str, Any] | None = None, mode: str = "exclusive",
+                    metadata: Mapping[str, Any] | None = None) -> Instance:
+    """The items, epochs and header of a streamed instance, validated as
+    :func:`~hetkv_opt.model.instance.make_instance` does, with no reads or writes yet."""
+    from hetkv_opt.model.instance import EPOCH_LABELS, ITEM_LABELS
+    items = dict(items)
+    epochs = dict(epochs or {})
+    if "size_bytes" not in items:
+        raise ModelError("items.size_bytes", "missing required key")
+    unknown = set(items) - {"size_bytes", "birth", "death", "pinned_tier", "initial_tier", *ITEM_LABELS}
+    if unknown:
+        raise ModelError(f"items.{sorted(unknown)[0]}", "unknown key")
+    unknown = set(epochs) - {"min_time_s", *EPOCH_LABELS}
+    if unknown:
+        raise ModelError(f"epochs.{sorted(unknown)[0]}", "unknown key")
+    return make_instance(
+        name=name, tiers=tiers, size_bytes=items["size_bytes"], num_epochs=num_epochs,
+        birth=items.get("birth"), death=items.get("death"),
+        pinned_tier=items.get("pinned_tier"), initial_tier=items.get("initial_tier"),
+        min_time_s=epochs.get("min_time_s"), mode=mode,
+        item_labels={k: items[k] for k in ITEM_LABELS if k in items},
+        epoch_labels={k: epochs[k] for k in EPOCH_LABELS if k in epochs},
+        metadata=metadata)
+
+
+def check_chunk(kind: str, epoch, item, nbytes, *, base: int, last: tuple[int, int],
+                num_epochs: int, size: np.ndarray, birth: np.ndarray, death: np.ndarray):
+    """One chunk of reads or writes as int64 arrays, checked against docs/model.md (epoch
+    range, item range, ``0 < bytes <= size``, inside the item's life, strictly after
+    ``last`` and increasing in ``(epoch, item)``); ``base`` is the index of its first
+    entry, named in the error."""
+    e = np.asarray(epoch, dtype=_I8).reshape(-1)
+    i = np.asarray(item, dtype=_I8).reshape(-1)
+    b = np.asarray(nbytes, dtype=_I8).reshape(-1)
+    if not (e.shape == i.shape == b.shape):
+        raise ModelError(f"{kind}.item", f"epoch, item and bytes have {e.size}, {i.size}, {b.size} entries")
+    if e.size == 0:
+        return e, i, b
+    num_items = size.shape[0]
+    bad = np.flatnonzero((e < 0) | (e >= num_epochs))
+    if bad.size:
+        raise ModelError(f"{kind}.epoch", f"entry {base + bad[0]}: epoch {e[bad[0]]} outside 0..{num_epochs - 1}")
+    bad = np.flatnonzero((i < 0) | (i >= num_items))
+    if bad.size:
+        raise ModelError(f"{kind}.item", f"entry {base + bad[0]}: item {i[bad[0]]} outside 0..{num_items - 1}")
+    bad = np.flatnonzero(b <= 0)
+    if bad.size:
+        raise ModelError(f"{kind}.bytes", f"entry {base + bad[0]}: {b[bad[0]]} bytes, must be > 0")
+    bad = np.flatnonzero(b > size[i])
+    if bad.size:
+        k = bad[0]
+        raise ModelError(f"{kind}.bytes", f"entry {base + k}: {b[k]} bytes of item {i[k]} exceed its size {size[i[k]]}")
+    bad = np.flatnonzero((e < birth[i]) | (e >= death[i]))
+    if bad.size:
+        k = bad[0]
+        raise ModelError(f"{kind}.epoch", f"entry {base + k}: item {i[k]} is accessed at epoch {e[k]} "
+                         f"outside its life [{birth[i[k]]}, {death[i[k]]})")
+    # strictly increasing (epoch, item), within the chunk and after the previous chunk
+    pe, pi = last
+    ee = np.concatenate([[pe], e])
+    ii = np.concatenate([[pi], i])
+    bad = np.flatnonzero((ee[1:] < ee[:-1]) | ((ee[1:] == ee[:-1]) & (ii[1:] <= ii[:-1])))
+    if bad.size:
+        k = bad[0]
+        raise ModelError(f"{kind}.item", f"entry {base + k}: (epoch {e[k]}, item {i[k]}) is not after "
+                         f"(epoch {ee[k]}, item {ii[k]}): add accesses sorted by (epoch, item), without duplicates")
+    return e, i, b
 
 
 class NpzInstanceWriter:
@@ -83,33 +153,15 @@ class NpzInstanceWriter:
                  items: Mapping[str, Any], epochs: Mapping[str, Any] | None = None,
                  mode: str = "exclusive", metadata: Mapping[str, Any] | None = None,
                  compresslevel: int = 6):
-        from hetkv_opt.model.instance import EPOCH_LABELS, ITEM_LABELS
-        from hetkv_opt.io.files import _instance_arrays
+        from hetkv_opt.io.formats import _instance_arrays
         self.path = Path(path)
         if self.path.suffix.lower() != ".npz":
             raise ModelError("(file)", f"{self.path}: a streamed instance must end in .npz")
         if not (0 <= int(compresslevel) <= 9):
             raise ModelError("compresslevel", f"must be 0..9, got {compresslevel}")
         self.compresslevel = int(compresslevel)
-        items = dict(items)
-        epochs = dict(epochs or {})
-        if "size_bytes" not in items:
-            raise ModelError("items.size_bytes", "missing required key")
-        unknown = set(items) - {"size_bytes", "birth", "death", "pinned_tier", "initial_tier", *ITEM_LABELS}
-        if unknown:
-            raise ModelError(f"items.{sorted(unknown)[0]}", "unknown key")
-        unknown = set(epochs) - {"min_time_s", *EPOCH_LABELS}
-        if unknown:
-            raise ModelError(f"epochs.{sorted(unknown)[0]}", "unknown key")
-        # validates tiers, items and epochs as make_instance does, with no accesses yet
-        static: Instance = make_instance(
-            name=name, tiers=tiers, size_bytes=items["size_bytes"], num_epochs=num_epochs,
-            birth=items.get("birth"), death=items.get("death"),
-            pinned_tier=items.get("pinned_tier"), initial_tier=items.get("initial_tier"),
-            min_time_s=epochs.get("min_time_s"), mode=mode,
-            item_labels={k: items[k] for k in ITEM_LABELS if k in items},
-            epoch_labels={k: epochs[k] for k in EPOCH_LABELS if k in epochs},
-            metadata=metadata)
+        static = static_instance(name=name, tiers=tiers, num_epochs=num_epochs, items=items,
+                                 epochs=epochs, mode=mode, metadata=metadata)
         arrays, header = _instance_arrays(static)
         self.header = header
         self._static = {k: v for k, v in arrays.items() if not k.startswith(("reads.", "writes."))}
@@ -140,41 +192,11 @@ class NpzInstanceWriter:
     def _add(self, kind: str, epoch, item, nbytes) -> None:
         if self._closed:
             raise ModelError(kind, "the writer is closed")
-        e = np.asarray(epoch, dtype=_I8).reshape(-1)
-        i = np.asarray(item, dtype=_I8).reshape(-1)
-        b = np.asarray(nbytes, dtype=_I8).reshape(-1)
-        if not (e.shape == i.shape == b.shape):
-            raise ModelError(f"{kind}.item", f"epoch, item and bytes have {e.size}, {i.size}, {b.size} entries")
+        e, i, b = check_chunk(kind, epoch, item, nbytes, base=self.counts[kind],
+                              last=self._last[kind], num_epochs=self.num_epochs,
+                              size=self._size, birth=self._birth, death=self._death)
         if e.size == 0:
             return
-        base = self.counts[kind]
-        bad = np.flatnonzero((e < 0) | (e >= self.num_epochs))
-        if bad.size:
-            raise ModelError(f"{kind}.epoch", f"entry {base + bad[0]}: epoch {e[bad[0]]} outside 0..{self.num_epochs - 1}")
-        bad = np.flatnonzero((i < 0) | (i >= self.num_items))
-        if bad.size:
-            raise ModelError(f"{kind}.item", f"entry {base + bad[0]}: item {i[bad[0]]} outside 0..{self.num_items - 1}")
-        bad = np.flatnonzero(b <= 0)
-        if bad.size:
-            raise ModelError(f"{kind}.bytes", f"entry {base + bad[0]}: {b[bad[0]]} bytes, must be > 0")
-        bad = np.flatnonzero(b > self._size[i])
-        if bad.size:
-            k = bad[0]
-            raise ModelError(f"{kind}.bytes", f"entry {base + k}: {b[k]} bytes of item {i[k]} exceed its size {self._size[i[k]]}")
-        bad = np.flatnonzero((e < self._birth[i]) | (e >= self._death[i]))
-        if bad.size:
-            k = bad[0]
-            raise ModelError(f"{kind}.epoch", f"entry {base + k}: item {i[k]} is accessed at epoch {e[k]} "
-                             f"outside its life [{self._birth[i[k]]}, {self._death[i[k]]})")
-        # strictly increasing (epoch, item), within the chunk and after the previous chunk
-        pe, pi = self._last[kind]
-        ee = np.concatenate([[pe], e])
-        ii = np.concatenate([[pi], i])
-        bad = np.flatnonzero((ee[1:] < ee[:-1]) | ((ee[1:] == ee[:-1]) & (ii[1:] <= ii[:-1])))
-        if bad.size:
-            k = bad[0]
-            raise ModelError(f"{kind}.item", f"entry {base + k}: (epoch {e[k]}, item {i[k]}) is not after "
-                             f"(epoch {ee[k]}, item {ii[k]}): add accesses sorted by (epoch, item), without duplicates")
         self._last[kind] = (int(e[-1]), int(i[-1]))
         for key, arr in zip(_ACCESS, (e, i, b)):
             arr.tofile(self._spool[f"{kind}.{key}"])
@@ -192,7 +214,7 @@ class NpzInstanceWriter:
         os.close(fd)
         try:
             self.sha256 = self._write_zip(tmp)
-            from hetkv_opt.io.files import _umask_mode
+            from hetkv_opt.io.formats import _umask_mode
             os.chmod(tmp, _umask_mode())
             os.replace(tmp, self.path)
         except BaseException:
@@ -277,4 +299,4 @@ def stream_instance(inst: Instance, path: str | os.PathLike, epochs_per_chunk: i
     return w.sha256
 
 
-__all__ = ["NpzInstanceWriter", "stream_instance"]
+__all__ = ["NpzInstanceWriter", "check_chunk", "static_instance", "stream_instance"]

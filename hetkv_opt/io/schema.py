@@ -1,8 +1,10 @@
-"""JSON Schemas of the instance and schedule files, and a small validator for them.
+"""JSON Schemas of the instance and schedule files and of the sharded instance's
+manifest, and a small validator for them.
 
-The schemas (``hetkv_opt/io/schemas/{instance,schedule}.schema.json``, JSON Schema draft
-2020-12) describe every field with its unit and default (docs/model.md section 6); any
-JSON Schema tool can use them.  ``hetkv schema instance|schedule`` prints them.
+The schemas (``hetkv_opt/io/schemas/{instance,schedule,sharded}.schema.json``, JSON
+Schema draft 2020-12) describe every field with its unit and default (docs/model.md
+section 6); any JSON Schema tool can use them.  ``hetkv schema instance|schedule|sharded``
+prints them (``sharded``: the ``manifest.json`` of a ``.hetkv`` folder).
 
 :func:`validate` implements the part of JSON Schema they use (``type``, ``properties``,
 ``required``, ``additionalProperties``, ``items``, ``enum``, ``const``, ``minimum``,
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-KINDS = ("instance", "schedule")
+KINDS = ("instance", "schedule", "sharded")
 
 
 @lru_cache(maxsize=None)
@@ -44,7 +46,7 @@ def _load(kind: str) -> str:
 
 
 def load_schema(kind: str) -> dict:
-    """The JSON Schema of a file kind (``instance`` or ``schedule``), as a dict."""
+    """The JSON Schema of a file kind (``instance``, ``schedule`` or ``sharded``), as a dict."""
     return json.loads(_load(kind))
 
 
@@ -55,9 +57,12 @@ def schema_text(kind: str) -> str:
 
 def file_document(path: str | Path) -> Any:
     """A JSON or NPZ file as one JSON-shaped object (NPZ: the header with every array
-    member put at its dotted path, arrays kept as numpy arrays)."""
+    member put at its dotted path, arrays kept as numpy arrays; a sharded instance folder:
+    its ``manifest.json``)."""
     from hetkv_opt.io.files import read_npz_with_header
     path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
     if path.suffix.lower() != ".npz":
         return json.loads(path.read_text(encoding="utf-8"))
     arrays, header = read_npz_with_header(path, "hetkv")
@@ -243,13 +248,16 @@ def _show(x: Any) -> str:
 
 def validate_file(path: str | Path, kind: str | None = None) -> list[str]:
     """Problems of a file against its kind's schema (the kind from the file's ``schema``
-    key when not given: ``hetkv-instance`` or ``hetkv-schedule``)."""
+    key when not given: ``hetkv-instance``, ``hetkv-schedule`` or, for a sharded folder
+    or its manifest, ``hetkv-sharded-instance``)."""
     doc = file_document(path)
     if kind is None:
         tag = doc.get("schema") if isinstance(doc, dict) else None
-        kind = {"hetkv-instance": "instance", "hetkv-schedule": "schedule"}.get(tag)
+        kind = {"hetkv-instance": "instance", "hetkv-schedule": "schedule",
+                "hetkv-sharded-instance": "sharded"}.get(tag)
         if kind is None:
-            return [f"(top level): schema must be 'hetkv-instance' or 'hetkv-schedule', got {tag!r}"]
+            return [f"(top level): schema must be 'hetkv-instance', 'hetkv-schedule' or "
+                    f"'hetkv-sharded-instance', got {tag!r}"]
     return validate(doc, load_schema(kind))
 
 

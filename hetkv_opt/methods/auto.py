@@ -15,19 +15,21 @@ import time
 import numpy as np
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
+from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import solve_flow
 from hetkv_opt.methods.lns import improve
-from hetkv_opt.methods.starts import static_schedule, two_fastest_tiers
+from hetkv_opt.methods.split import balanced_placement
+from hetkv_opt.methods.starts import static_schedule, too_dense, two_fastest_tiers
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.terms import aggregate_bound_s
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
-from hetkv_opt.policies import PolicyError, get_policy, run_policy
+from hetkv_opt.policies import PolicyError, PolicyOutOfTime, get_policy, run_policy
 from hetkv_opt.result import SolveResult, finish, gap
 
 #: the exact phase (LP, MILP) is never tried above this many free item-epochs, whatever the
@@ -93,9 +95,11 @@ def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", c
     interrupted = False
     tol = config.mip_rel_gap
     try:
-        _cheap_phase(book, warm_start, config, details)
-        if not book.closed(tol):
-            _main_phases(book, config, details, log, progress, tol)
+        with open_client(config.workers, config.scheduler) as client:
+            book.client = client
+            _cheap_phase(book, warm_start, config, details)
+            if not book.closed(tol):
+                _main_phases(book, config, details, log, progress, tol)
     except KeyboardInterrupt:
         interrupted = True
     except Infeasible as exc:
@@ -120,6 +124,7 @@ def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", c
 CHEAP_POLICIES = ("balance", "step-ema", "belady", "lru")
 #: shares of the budget the cheap phase's policies and Lagrangian run may take
 CHEAP_POLICY_SHARE = 0.15
+CHEAP_SPLIT_SHARE = 0.1
 CHEAP_LAGRANGIAN_SHARE = 0.05
 #: a cheap step runs even past the deadline when it is predicted to take less than this
 #: (the first schedule and the first proof are worth a second: "-t 1e-9" still answers)
@@ -142,6 +147,13 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
         book.offer(warm_start, "warm start")
         for k in range(inst.num_tiers):
             book.offer(static_schedule(inst, k), f"static in tier {inst.tiers[k].name}")
+    with book.phase("split") as ph:
+        stats: dict = {}
+        book.offer(balanced_placement(inst, deadline=dl.child(fraction=CHEAP_SPLIT_SHARE),
+                                      info=stats), "split")
+        ph.update({k: stats[k] for k in ("rounds", "flips", "skipped") if k in stats})
+        ph["finished"] = bool(stats.get("finished", "skipped" in stats))
+        details["split"] = stats
     with book.phase("policies") as ph:
         times = {}
         # the cheap policies run while the time left (or, past the deadline, a small grace)
@@ -155,7 +167,13 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
                 break
             t1 = time.perf_counter()
             try:
-                sched = run_policy(inst, get_policy(name)).schedule()
+                sched = run_policy(inst, get_policy(name), deadline=Deadline.of(
+                    max(allowance - spent, CHEAP_GRACE_S))).schedule()
+            except PolicyOutOfTime as exc:
+                ph.setdefault("abandoned", {})[name] = str(exc)
+                ph["finished"] = False
+                last = time.perf_counter() - t1
+                continue
             except PolicyError:
                 continue                 # a policy can corner itself when every tier is bounded
             ev = evaluate(inst, sched)
@@ -228,6 +246,8 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
     flow_inst = two_fastest_tiers(inst)
     if flow_inst is None:
         book.skip("flow", "inclusive mode, or items pinned beyond tier 1")
+    elif too_dense(inst, "the flow heuristic"):
+        book.skip("flow", too_dense(inst, "the flow heuristic"))
     elif dl.expired():
         book.skip("flow", "no time left")
     else:
@@ -242,7 +262,9 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
             _stop_if_interrupted(ph, info.get("flow"))
     if book.closed(tol):
         return
-    if book.best is not None and not dl.expired(1.0):
+    if too_dense(inst, "large-neighbourhood search"):
+        book.skip("lns", too_dense(inst, "large-neighbourhood search"))
+    elif book.best is not None and not dl.expired(1.0):
         with book.phase("lns") as ph:
             stats: dict = {}
             improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
@@ -262,7 +284,7 @@ def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterati
         if stage:
             ph["stage"] = stage
         lag = solve_lagrangian(book.instance, time_limit_s=limit_s, iterations=iterations,
-                               stop_on_interrupt=True, prices=book.prices,
+                               stop_on_interrupt=True, prices=book.prices, client=book.client,
                                progress=relay(progress, "lagrangian", book.deadline.start))
         book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
         if lag.certificate is not None and lag.bound_s is not None and \

@@ -58,7 +58,7 @@ import time
 import numpy as np
 
 from hetkv_opt.deadline import Deadline
-from hetkv_opt.methods.starts import trivial_schedule
+from hetkv_opt.methods.starts import too_dense, trivial_schedule
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
@@ -510,6 +510,11 @@ def flow_schedule(inst: Instance, *, iterations: int = 12, time_limit_s: float |
         None only when not even the trivial schedule is feasible and no repair worked.
     """
     check_supported(inst)
+    info = {} if info is None else info
+    why = too_dense(inst, "the flow heuristic")
+    if why:
+        info["too_large"] = why
+        return None
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
     t_start = time.perf_counter()
@@ -623,6 +628,9 @@ def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: "float | D
     if sched is not None:
         return finish(inst, "flow", status="feasible", schedule=sched, bounds=all_bounds,
                       t_start=t_start, details={"flow": info})
+    if info.get("too_large"):
+        return finish(inst, "flow", status="bound_only", bounds=all_bounds, t_start=t_start,
+                      details={"flow": info}, message=info["too_large"])
     # a heuristic that finds nothing is not a time limit: say what it is, keep the bounds
     limited = info.get("interrupted") or dl.expired()
     return finish(inst, "flow", status="time_limit_no_solution" if limited else "bound_only",

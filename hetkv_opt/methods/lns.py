@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.starts import too_dense
 from hetkv_opt.methods.exact import solve_milp
 from hetkv_opt.methods.rolling import window_instance
 from hetkv_opt.milp.build import build_model
@@ -119,6 +120,11 @@ def improve(instance: Instance, incumbent: Schedule, *, deadline: Deadline | flo
         The best schedule found (``incumbent`` when nothing better was).
     """
     dl = Deadline.of(deadline)
+    why = too_dense(instance, "large-neighbourhood search")
+    if why:
+        if info is not None:
+            info.update(windows=0, improved=0, skipped=why)
+        return incumbent
     config = config or SolverConfig()
     # HiGHS 1.16's presolve can loop without end on some window models (seen on a
     # 980-row window of a high-turnover drift instance; it cannot be interrupted): the

@@ -53,6 +53,7 @@ class Ledger:
         self.best_objective_s: float | None = None
         self.phases: list[dict] = []
         self.prices = None                   # the best Lagrangian prices so far (a warm start)
+        self.client = None                   # Dask client for the decomposed bound, if any
         self.current = "starts"
 
     # ---------------------------------------------------------------- what is known

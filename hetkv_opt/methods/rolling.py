@@ -34,7 +34,7 @@ import numpy as np
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.exact import solve_milp
 from hetkv_opt.methods.flow import flow_schedule
-from hetkv_opt.methods.starts import best_schedule
+from hetkv_opt.methods.starts import best_schedule, too_dense
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
@@ -139,6 +139,10 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, "rolling", status="infeasible", t_start=t_start, message=pre)
+    why = too_dense(inst, "the rolling horizon")
+    if why:
+        return finish(inst, "rolling", status="bound_only", bounds=all_bounds, t_start=t_start,
+                      message=why)
 
     N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
     guide = None

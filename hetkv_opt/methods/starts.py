@@ -15,7 +15,28 @@ import numpy as np
 
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.instance import Instance
-from hetkv_opt.model.schedule import Schedule, schedule_from_residency
+from hetkv_opt.model.schedule import Schedule
+
+
+#: methods that hold dense items x epochs arrays (the flow graph's benefit matrix, LNS and
+#: rolling's residency matrices: 8-24 bytes per cell) do not start above this many cells
+#: (about 1.2-3.6 GB); above it the split heuristic and the policies (O(reads) or O(items)
+#: per epoch) and the Lagrangian's event oracle (O(events)) carry the portfolio
+DENSE_MAX_CELLS = 150_000_000
+
+
+def dense_cells(inst: Instance) -> int:
+    """Items x epochs: what a dense residency or benefit matrix of the instance holds."""
+    return int(inst.num_items) * int(inst.num_epochs)
+
+
+def too_dense(inst: Instance, what: str) -> str | None:
+    """Why ``what`` does not run on ``inst`` (None when it does)."""
+    cells = dense_cells(inst)
+    if cells <= DENSE_MAX_CELLS:
+        return None
+    return (f"{what} holds items x epochs arrays: {cells:.3g} cells is over the limit of "
+            f"{DENSE_MAX_CELLS:.3g} (use auto or split)")
 
 
 def trivial_schedule(inst: Instance) -> Schedule:
@@ -30,13 +51,21 @@ def trivial_schedule(inst: Instance) -> Schedule:
 def static_schedule(inst: Instance, tier: int) -> Schedule:
     """Every free item in its initial tier, else in ``tier``, and never moved (with three
     tiers, "everything in the middle one" is a far better start than the last).  Feasible
-    when that tier holds them all."""
-    rho = np.full((inst.num_items, inst.num_epochs), int(tier), np.int64)
+    when that tier holds them all.  One entry per item: memory O(items), not items x
+    epochs."""
+    return placement_schedule(inst, np.full(inst.num_items, int(tier), np.int64))
+
+
+def placement_schedule(inst: Instance, tiers: np.ndarray) -> Schedule:
+    """Item i in ``tiers[i]`` for its whole life (pins and initial tiers win), as a
+    :class:`Schedule` of one entry per item."""
+    tiers = np.array(tiers, dtype=np.int64, copy=True)
+    init = inst.initial_tier >= 0
+    tiers[init] = inst.initial_tier[init]
     fixed = inst.pinned_tier >= 0
-    rho[fixed] = inst.pinned_tier[fixed, None]
-    init = (inst.initial_tier >= 0) & ~fixed
-    rho[init] = inst.initial_tier[init, None]
-    return schedule_from_residency(inst, rho)
+    tiers[fixed] = inst.pinned_tier[fixed]
+    items = np.arange(inst.num_items, dtype=np.int64)
+    return Schedule(inst.name, items, inst.birth.astype(np.int64), tiers)
 
 
 def two_fastest_tiers(inst: Instance) -> Instance | None:
@@ -74,4 +103,5 @@ def best_schedule(instance: Instance, candidates: Iterable[Schedule | None]
     return best, best_T
 
 
-__all__ = ["best_schedule", "static_schedule", "trivial_schedule", "two_fastest_tiers"]
+__all__ = ["DENSE_MAX_CELLS", "best_schedule", "dense_cells", "placement_schedule", "static_schedule",
+           "too_dense", "trivial_schedule", "two_fastest_tiers"]

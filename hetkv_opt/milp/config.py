@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hetkv_opt.cluster import check_cluster
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -53,6 +55,10 @@ class SolverConfig:
         Add the per-epoch rounding inequalities (see :mod:`hetkv_opt.milp.build`).
     highs : dict
         Raw HiGHS options.
+    workers : int
+        Local Dask worker processes for the decomposed bound (0: this process).
+    scheduler : str, optional
+        Address of a running Dask scheduler instead (``tcp://HOST:PORT``).
     """
 
     name: str = "default"
@@ -65,6 +71,8 @@ class SolverConfig:
     lp_method: str = "auto"
     rounding_cuts: bool = True
     highs: dict = field(default_factory=dict)
+    workers: int = 0
+    scheduler: str | None = None
 
     def __post_init__(self):
         check_config(self)
@@ -192,6 +200,10 @@ def check_config(cfg: "SolverConfig") -> None:
     if not isinstance(cfg.rounding_cuts, bool):
         raise ValueError(f"field 'rounding_cuts': must be true or false, got {cfg.rounding_cuts!r}")
     check_highs_options(cfg.highs)
+    try:
+        check_cluster(cfg.workers, cfg.scheduler)
+    except ValueError as exc:
+        raise ValueError(f"field 'workers'/'scheduler': {exc}") from None
 
 
 def list_presets() -> dict[str, Path]:

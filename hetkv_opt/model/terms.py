@@ -26,9 +26,22 @@ def aggregate_bound_s(instance: Instance) -> float:
     >>> aggregate_bound_s(tiny_instance())
     1.0
     """
-    rate = sum(t.read_rate_Bps() for t in instance.tiers)
-    per_epoch = instance.reads_per_epoch_bytes() / rate
-    return float(np.maximum(instance.min_time_s, per_epoch).sum())
+    return aggregate_bound_from(instance.tiers, instance.min_time_s, instance.reads_per_epoch_bytes())
+
+
+def aggregate_bound_from(tiers, min_time_s: np.ndarray, read_bytes_per_epoch: np.ndarray) -> float:
+    """:func:`aggregate_bound_s` from its parts: the tiers, the compute floors and the
+    read bytes of every epoch (float64, as :meth:`Instance.reads_per_epoch_bytes` gives
+    them), so that a file's summary gives the same number without its read list.
+
+    >>> from hetkv_opt.model.instance import tiny_instance
+    >>> inst = tiny_instance()
+    >>> aggregate_bound_from(inst.tiers, inst.min_time_s, inst.reads_per_epoch_bytes())
+    1.0
+    """
+    rate = sum(t.read_rate_Bps() for t in tiers)
+    per_epoch = np.asarray(read_bytes_per_epoch, dtype=np.float64) / rate
+    return float(np.maximum(min_time_s, per_epoch).sum())
 
 
 def time_terms(inst: Instance) -> list[tuple[str, int, float, bool, bool, bool, bool]]:

@@ -25,10 +25,10 @@ from hetkv_opt.policies.registry import (PolicyInfo, PolicyLoadError, get_policy
                                          resolve_policy, unregister_policy)
 from hetkv_opt.policies import attention, classic, lookahead, paper  # noqa: F401  (register the families)
 from hetkv_opt.policies.lookahead import ForecastPolicy
-from hetkv_opt.policies.run import run_policy
+from hetkv_opt.policies.run import PolicyOutOfTime, run_policy
 from hetkv_opt.policies.simulate import simulate
 
 __all__ = ["Accesses", "Decision", "ForecastPolicy", "FutureView", "Policy", "PolicyError",
-           "PolicyInfo", "PolicyLoadError", "ScoredPolicy", "View", "fill_by_score",
+           "PolicyInfo", "PolicyLoadError", "PolicyOutOfTime", "ScoredPolicy", "View", "fill_by_score",
            "get_policy", "list_policies", "plugin_problems", "policy_name", "policy_source",
            "register_policy", "resolve_policy", "run_policy", "simulate", "unregister_policy"]

@@ -20,6 +20,7 @@ Cost: one Python iteration per epoch with numpy inside; the View's running stati
 
 from __future__ import annotations
 
+import time
 
 import numpy as np
 
@@ -381,20 +382,59 @@ class _Run:
         return np.min([tau_at(h) for h in cands], axis=0)
 
 
-def run_policy(instance: Instance, policy: Policy) -> _Run:
+class PolicyOutOfTime(Exception):
+    """The run was abandoned: at the pace measured so far it would not finish by the
+    deadline (``run_policy(..., deadline=)``).  Carries the epochs done and the projection."""
+
+    def __init__(self, done: int, total: int, projected_s: float):
+        self.done, self.total, self.projected_s = done, total, projected_s
+        super().__init__(f"abandoned after {done} of {total} epochs: projected "
+                         f"{projected_s:.3g} s in all")
+
+
+#: a run with a deadline checks its pace after this many epochs, then every CHECK_EVERY
+FIRST_CHECK, CHECK_EVERY = 8, 64
+
+
+def run_policy(instance: Instance, policy: Policy, *, deadline=None) -> _Run:
     """Simulate ``policy`` on ``instance`` and return the raw run (schedule + accounting).
 
     Most callers want :func:`simulate`, which also re-scores the schedule with the
     evaluator and returns a :class:`~hetkv_opt.solve.SolveResult`.
 
+    ``deadline`` (a :class:`~hetkv_opt.deadline.Deadline`, optional): the run is abandoned
+    (:class:`PolicyOutOfTime`) as soon as the pace of the epochs done says it would end
+    after the deadline, so a caller with a budget never waits for a run it cannot use.
+
     Raises
     ------
     PolicyError
         When a decision breaks a rule of the model.
+    PolicyOutOfTime
+        When a deadline was given and the run would not finish by it.
     """
     run = _Run(instance, policy)
-    run.run()
+    if deadline is None or deadline.unlimited:
+        run.run()
+        return run
+    # the pace is measured after the first epochs (which carry a policy's one-time set-up)
+    t0 = time.perf_counter()
+    E, check, mark = run.E, FIRST_CHECK, None
+    for e in range(E):
+        run.step(e)
+        if e + 1 == check and e + 1 < E:
+            now = time.perf_counter()
+            left = deadline.remaining_s()
+            if mark is None:
+                pace, slack = (now - t0) / (e + 1), 4.0    # set-up included: be lenient
+            else:
+                pace, slack = (now - mark[1]) / (e + 1 - mark[0]), 1.0
+            projected = pace * (E - e - 1)
+            if left is not None and projected > slack * left:
+                raise PolicyOutOfTime(e + 1, E, now - t0 + projected)
+            mark = (e + 1, now)
+            check += CHECK_EVERY
     return run
 
 
-__all__ = ["run_policy"]
+__all__ = ["PolicyOutOfTime", "run_policy"]

@@ -40,8 +40,10 @@ hardware preset (tiers, peak FLOP/s) and a batch of requests into a placement in
   sizes make small instances trivial).
 
 Large instances stream straight to NPZ (:func:`write_workload`), one decode step at a
-time, through :class:`hetkv_opt.io.npz_stream.NpzInstanceWriter`: the read list is never
-held in memory.  Same parameters and seed, same bytes.
+time, through :class:`hetkv_opt.io.npz_stream.NpzInstanceWriter`, or to the sharded
+layout of one file per layer (a ``.hetkv`` folder) through
+:class:`hetkv_opt.io.shards_stream.ShardedInstanceWriter`: the read list is never held in
+memory.  Same parameters and seed, same bytes.
 
 Examples
 --------
@@ -593,7 +595,8 @@ def build_workload(params: WorkloadParams | None = None, *, access_model: Access
 def write_workload(path, params: WorkloadParams | None = None, *, access_model: AccessModel | None = None,
                    name: str | None = None, progress: Callable[[int, int], None] | None = None,
                    compresslevel: int = 6, **kw) -> dict:
-    """Build a workload and write it: NPZ is streamed step by step (never the whole read
+    """Build a workload and write it: NPZ and the sharded layout (a ``.hetkv`` folder,
+    :mod:`hetkv_opt.io.shards_stream`) are streamed step by step (never the whole read
     list in memory); JSON is built in memory first.
 
     Returns
@@ -605,6 +608,7 @@ def write_workload(path, params: WorkloadParams | None = None, *, access_model: 
     from pathlib import Path
     from hetkv_opt.io.files import instance_hash, save_instance
     from hetkv_opt.io.npz_stream import NpzInstanceWriter
+    from hetkv_opt.io.shards_stream import ShardedInstanceWriter
     path = Path(path)
     plan = plan_workload(params, access_model=access_model, name=name, **kw)
     summary = {"path": str(path), "name": plan.name, "model": plan.model.name,
@@ -612,7 +616,8 @@ def write_workload(path, params: WorkloadParams | None = None, *, access_model: 
                "layers": int(plan.layer_ids.size), "steps": plan.num_steps,
                "items": int(plan.items["size_bytes"].size), "epochs": plan.num_epochs,
                "tier0_capacity_bytes": plan.tiers[0]["capacity_bytes"]}
-    if path.suffix.lower() != ".npz":
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".hetkv"):
         inst = build_workload(plan.params, access_model=access_model, name=plan.name, progress=progress)
         save_instance(inst, path)
         summary.update(reads=int(inst.read_bytes.size), writes=int(inst.write_bytes.size),
@@ -620,7 +625,8 @@ def write_workload(path, params: WorkloadParams | None = None, *, access_model: 
                        sha256=instance_hash(inst))
         return summary
     items = dict(plan.items)
-    with NpzInstanceWriter(path, name=plan.name, tiers=plan.tiers, num_epochs=plan.num_epochs,
+    writer = ShardedInstanceWriter if suffix == ".hetkv" else NpzInstanceWriter
+    with writer(path, name=plan.name, tiers=plan.tiers, num_epochs=plan.num_epochs,
                            items=items, epochs=plan.epochs, mode=plan.mode, metadata=plan.metadata,
                            compresslevel=compresslevel) as w:
         for t, reads, writes in plan.chunks():

@@ -24,6 +24,7 @@ from hetkv_opt.bounds.lagrangian.events import choose as choose_event_oracle
 from hetkv_opt.bounds.lagrangian.master import (Space, Tracker, bundle_phase, clip_sums,
                                                 dw_phase, initial_prices)
 from hetkv_opt.bounds.lagrangian.oracle import evaluate as dense_evaluate
+from hetkv_opt.bounds.lagrangian.parts import PartsOracle, decomposable
 from hetkv_opt.bounds.lagrangian.problem import finish_value, prepare
 from hetkv_opt.io.files import instance_hash
 from hetkv_opt.model.feasibility import capacity_precheck
@@ -37,7 +38,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
                      tol: float = 1e-6, master: str = "auto",
                      dw_max_item_epochs: int = 70_000,
                      stop_on_interrupt: bool = False,
-                     oracle: str = "auto") -> tuple[float, "BoundCertificate"]:
+                     oracle: str = "auto", client=None,
+                     groups: int | None = None) -> tuple[float, "BoundCertificate"]:
     """Maximise the Lagrangian bound over the prices; return it and its certificate.
 
     Parameters
@@ -66,13 +68,19 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     stop_on_interrupt : bool
         Ctrl-C (KeyboardInterrupt) ends the optimisation and returns the bound of the best
         prices so far (``metadata["interrupted"]``) instead of propagating.
-    oracle : {"auto", "dense", "events"}
+    oracle : {"auto", "dense", "events", "layers"}
         The bundle master's oracle: ``dense`` steps every item through every epoch;
         ``events`` (two tiers) works only at each item's events
-        (:mod:`hetkv_opt.bounds.lagrangian.events`; same value, a supergradient); ``auto`` picks
-        ``events`` when the instance's events are sparse enough.  The ``dw`` master (it
+        (:mod:`hetkv_opt.bounds.lagrangian.events`; same value, a supergradient);
+        ``layers`` is the event oracle run one layer at a time
+        (:mod:`hetkv_opt.bounds.lagrangian.parts`: epochs of (step, layer), layers coupled
+        only by capacity; its transient memory is one layer's).  ``auto`` picks ``layers``
+        or ``events`` when the instance's events are sparse enough.  The ``dw`` master (it
         needs the paths) always uses the dense oracle; the final value comes from the
         oracle the bundle used.  ``metadata["oracle"]`` says which.
+    client : dask.distributed.Client, optional
+        With ``layers``: the layer groups run on its workers (``groups``, default one per
+        worker); the bound is the same as in one process.
 
     Returns
     -------
@@ -87,8 +95,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     """
     if master not in ("auto", "bundle", "dw"):
         raise ValueError(f"master must be auto, bundle or dw, got {master!r}")
-    if oracle not in ("auto", "dense", "events"):
-        raise ValueError(f"oracle must be auto, dense or events, got {oracle!r}")
+    if oracle not in ("auto", "dense", "events", "layers"):
+        raise ValueError(f"oracle must be auto, dense, events or layers, got {oracle!r}")
     t_start = time.perf_counter()
     p = prepare(inst)
     space = Space(p)
@@ -107,7 +115,19 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         tr.target = target_s / p.t0 * (1 - tol)
     item_epochs = int((p.death - p.birth).sum())
     use_dw = master == "dw" or (master == "auto" and item_epochs <= dw_max_item_epochs)
-    if not use_dw and oracle != "dense":
+    # workers run the layer parts: with a client, layers (and the bundle master) by default
+    want_layers = oracle == "layers" or (client is not None and oracle == "auto")
+    if want_layers and master == "auto":
+        use_dw = False
+    if not use_dw and oracle in ("auto", "layers") and decomposable(p, inst) and (
+            want_layers or choose_event_oracle(p, sparse_only=True)):
+        n_groups = groups or (len(client.scheduler_info()["workers"]) if client else 1)
+        tr.events = PartsOracle(p, inst, groups=n_groups, client=client)
+    elif oracle == "layers" or (want_layers and client is not None and not decomposable(p, inst)
+                                and oracle != "auto"):
+        raise ValueError("oracle 'layers' needs two tiers, at most a few distinct free-item "
+                         "sizes, and epochs that each touch one layer's items")
+    elif not use_dw and oracle != "dense":
         tr.events = choose_event_oracle(p, force=oracle == "events")
     y0 = space.join(lam0, mu0)
     interrupted = False
@@ -130,11 +150,22 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         lambda la, m, gradient: dense_evaluate(p, la, m, gradient=gradient))
     value_s = final(lam, mu_s / p.t0, gradient=False).value * p.t0
     bound_s = finish_value(inst, lam, mu_s, p.rooms, value_s)
+    kind = "dense" if tr.events is None else (
+        "layers" if isinstance(tr.events, PartsOracle) else "events")
     meta = {"method": METHOD, "master": "dw" if use_dw else "bundle",
-            "oracle": "dense" if tr.events is None else "events", "oracle_calls": tr.calls,
+            "oracle": kind, "oracle_calls": tr.calls,
             "runtime_s": round(time.perf_counter() - t_start, 6)}
     if interrupted:
         meta["interrupted"] = True
+    if client is not None and not isinstance(tr.events, PartsOracle):
+        meta["workers_unused"] = "the instance is not layered (or the event oracle does not apply)"
+    if isinstance(tr.events, PartsOracle):
+        meta["parts"] = len(tr.events.parts)
+        if client is not None:
+            meta["groups"] = len(tr.events.groups)
+            meta["bytes_per_call"] = {
+                "sent": round(tr.events.bytes_sent / max(tr.events.calls, 1)),
+                "received": round(tr.events.bytes_received / max(tr.events.calls, 1))}
     if tr.upper is not None:
         meta["master_value_s"] = tr.upper * p.t0
         meta["gap_to_master"] = max(0.0, (tr.upper * p.t0 - bound_s) / (tr.upper * p.t0)) \
@@ -148,12 +179,12 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
 
 def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, iterations: int = 300,
                      master: str = "auto", progress=None, prices=None,
-                     stop_on_interrupt: bool = False):
+                     stop_on_interrupt: bool = False, client=None):
     """The Lagrangian bound as a :class:`hetkv_opt.result.SolveResult` (``bound_only``).
 
     ``details["lagrangian"]`` holds the optimiser's counters (JSON-ready); the
     :class:`BoundCertificate` is the result's field ``certificate`` (write it with
-    ``.save(path)``).
+    ``.save(path)``).  ``client``: a Dask client; the layer parts then run on its workers.
 
     >>> from hetkv_opt.model.instance import tiny_instance
     >>> r = solve_lagrangian(tiny_instance())
@@ -168,7 +199,7 @@ def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, itera
     try:
         bound, cert = lagrangian_bound(inst, iterations=iterations, time_limit_s=time_limit_s,
                                        master=master, progress=progress, prices=prices,
-                                       stop_on_interrupt=stop_on_interrupt)
+                                       stop_on_interrupt=stop_on_interrupt, client=client)
     except ValueError as exc:
         if str(exc).startswith("infeasible"):
             return finish(inst, METHOD, status="infeasible", bounds=bounds, t_start=t_start, message=str(exc))

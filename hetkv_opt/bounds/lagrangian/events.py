@@ -78,8 +78,9 @@ def applicable(p) -> bool:
     return p.K == 2 and p.free.size > 0 and np.unique(p.s).size <= MAX_SIZES
 
 
-def choose(p, *, force: bool = False):
-    """The event oracle for ``p`` when it pays (``force``: whenever it applies), else None.
+def choose(p, *, force: bool = False, sparse_only: bool = False):
+    """The event oracle for ``p`` when it pays (``force``: whenever it applies), else None
+    (``sparse_only``: True instead of building it when the count of events is surely low).
 
     ``auto`` rule: at least :data:`AUTO_MIN_ITEM_EPOCHS` free item-epochs and at most
     :data:`AUTO_MAX_DENSITY` events per free item-epoch.
@@ -102,6 +103,8 @@ def choose(p, *, force: bool = False):
         most = 2 * p.free.size + p.r_i.size + p.w_i.size
         if item_epochs < AUTO_MIN_ITEM_EPOCHS or most > AUTO_MAX_DENSITY * item_epochs * 2:
             return None
+        if sparse_only and most <= AUTO_MAX_DENSITY * item_epochs:
+            return True                   # sparse enough whatever the true count
     oracle = EventOracle(p)
     if not force and oracle.density > AUTO_MAX_DENSITY:
         return None
@@ -126,6 +129,44 @@ def _mp_mid(A, B):
                     c[2][1] <= c[2][0], c[3][1] <= c[3][0]]).astype(np.int8)
     return C, mid
 
+def build_tables(sizes, levels: int, room, NS, OUT, IN):
+    """The binary-lifting tables of the step matrices at given prices: T (G, levels, 4, E),
+    MID (G, levels, 4, E) int8 (level 0 unused) and STAY (G, levels, 2, E) bool, for every
+    distinct free-item size (``room``: the bytes each tier has for free items, (2, E))."""
+    E, Lv = NS.shape[1], levels
+    G = sizes.size
+    inf = np.inf
+    T = np.full((G, Lv, 4, E), inf)
+    MID = np.zeros((G, Lv, 4, E), np.int8)
+    STAY = np.zeros((G, Lv, 2, E), bool)
+    for g, sg in enumerate(sizes):
+        bad = sg > room                                       # (2, E)
+        node = np.where(bad, inf, sg * NS)                    # residency at e
+        if E < 2:
+            continue
+        cin = np.where(bad[:, :-1], inf, sg * IN[:, :-1])     # copy into b during e
+        cout = sg * OUT[:, :-1]
+        n0, n1 = node[0, 1:], node[1, 1:]
+        T[g, 0, 0, :E - 1] = n0
+        T[g, 0, 1, :E - 1] = cout[0] + cin[1] + n1
+        T[g, 0, 2, :E - 1] = cout[1] + cin[0] + n0
+        T[g, 0, 3, :E - 1] = n1
+        STAY[g, 0, :, :E - 1] = True
+        for j in range(1, Lv):
+            h = 1 << (j - 1)
+            m = E - 1 - 2 * h + 1            # entries e with e + 2^j <= E - 1
+            if m <= 0:
+                break
+            A = T[g, j - 1, :, :m]
+            B = T[g, j - 1, :, h:h + m]
+            C, mid = _mp_mid(A, B)
+            T[g, j, :, :m] = C
+            MID[g, j, :, :m] = mid
+            S = STAY[g, j - 1]
+            STAY[g, j, 0, :m] = (mid[0] == 0) & S[0, :m] & S[0, h:h + m]
+            STAY[g, j, 1, :m] = (mid[3] == 1) & S[1, :m] & S[1, h:h + m]
+    return T, MID, STAY
+
 
 class EventOracle:
     """The event-compressed oracle for one prepared problem (see the module docstring).
@@ -135,14 +176,20 @@ class EventOracle:
     :class:`~hetkv_opt.bounds.lagrangian.problem.Eval` without ``states``.
     """
 
-    def __init__(self, p):
+    def __init__(self, p, sizes: np.ndarray | None = None):
         if not applicable(p):
             raise ValueError("the event oracle needs two tiers and at most "
                              f"{MAX_SIZES} distinct free-item sizes")
         self.p = p
         E, Nf = p.E, p.free.size
         self.E, self.Nf = E, Nf
-        sizes, grp = np.unique(p.s, return_inverse=True)
+        if sizes is None:                 # the tables' sizes: this problem's own, or shared
+            sizes, grp = np.unique(p.s, return_inverse=True)
+        else:                             # with other parts of one instance (parts.py)
+            sizes = np.asarray(sizes, float)
+            grp = np.searchsorted(sizes, p.s)
+            if np.any(grp >= sizes.size) or np.any(sizes[np.minimum(grp, sizes.size - 1)] != p.s):
+                raise ValueError("the shared sizes miss some of this problem's item sizes")
         self.sizes, self.grp = sizes, grp.astype(np.int64)
         r_ep = np.repeat(np.arange(E), np.diff(p.r_ptr))
         w_ep = np.repeat(np.arange(E), np.diff(p.w_ptr))
@@ -197,42 +244,7 @@ class EventOracle:
     # ------------------------------------------------------------------ tables
 
     def _tables(self, NS, OUT, IN):
-        """T (G, levels, 4, E), MID (G, levels, 4, E) int8 (level 0 unused) and STAY
-        (G, levels, 2, E) bool, for every distinct size."""
-        p, E, Lv = self.p, self.E, self.levels
-        G = self.sizes.size
-        inf = np.inf
-        T = np.full((G, Lv, 4, E), inf)
-        MID = np.zeros((G, Lv, 4, E), np.int8)
-        STAY = np.zeros((G, Lv, 2, E), bool)
-        room = p.room_full
-        for g, sg in enumerate(self.sizes):
-            bad = sg > room                                       # (2, E)
-            node = np.where(bad, inf, sg * NS)                    # residency at e
-            if E < 2:
-                continue
-            cin = np.where(bad[:, :-1], inf, sg * IN[:, :-1])     # copy into b during e
-            cout = sg * OUT[:, :-1]
-            n0, n1 = node[0, 1:], node[1, 1:]
-            T[g, 0, 0, :E - 1] = n0
-            T[g, 0, 1, :E - 1] = cout[0] + cin[1] + n1
-            T[g, 0, 2, :E - 1] = cout[1] + cin[0] + n0
-            T[g, 0, 3, :E - 1] = n1
-            STAY[g, 0, :, :E - 1] = True
-            for j in range(1, Lv):
-                h = 1 << (j - 1)
-                m = E - 1 - 2 * h + 1            # entries e with e + 2^j <= E - 1
-                if m <= 0:
-                    break
-                A = T[g, j - 1, :, :m]
-                B = T[g, j - 1, :, h:h + m]
-                C, mid = _mp_mid(A, B)
-                T[g, j, :, :m] = C
-                MID[g, j, :, :m] = mid
-                S = STAY[g, j - 1]
-                STAY[g, j, 0, :m] = (mid[0] == 0) & S[0, :m] & S[0, h:h + m]
-                STAY[g, j, 1, :m] = (mid[3] == 1) & S[1, :m] & S[1, h:h + m]
-        return T, MID, STAY
+        return build_tables(self.sizes, self.levels, self.p.room_full, NS, OUT, IN)
 
     def _gather(self, arr, j, pos, grp):
         if self.sizes.size == 1:
@@ -242,11 +254,26 @@ class EventOracle:
     # ------------------------------------------------------------------ oracle
 
     def evaluate(self, lam, mu, *, gradient: bool = True):
+        """L at the prices (``Eval``; with ``gradient`` a supergradient too)."""
+        p = self.p
+        prices = tier_prices(p, lam, mu)
+        tables = self._tables(*prices[2:])
+        shortest, traffic = self.paths(prices, tables, gradient=gradient)
+        value = paths_value(p, shortest, constant_term(p, lam, mu))
+        if not gradient:
+            return Eval(value, None, None, None)
+        return Eval(value, *gradient_from_traffic(p, lam, *traffic), None)
+
+    def paths(self, prices, tables, *, gradient: bool = True):
+        """Every free item's shortest path at the given :func:`tier_prices` and
+        :func:`build_tables` (built with at least this oracle's ``levels``): the path costs
+        (per free item, scaled) and, with ``gradient``, the traffic of the paths ``(R, W,
+        Min, Mout, occ)`` (bytes per tier and epoch: whole numbers, so sums over parts are
+        exact in any order)."""
         p, n = self.p, self.n_ev
         inf = np.inf
-        NR, NW, NS, OUT, IN = tier_prices(p, lam, mu)
-        const = constant_term(p, lam, mu)
-        T, MID, STAY = self._tables(NS, OUT, IN)
+        NR, NW, NS, OUT, IN = prices
+        T, MID, STAY = tables
         # gap matrices M (4, n): identity at first events
         M = np.empty((4, n))
         M[0] = 0.0
@@ -295,9 +322,9 @@ class EventOracle:
             F0[pos] = np.minimum(a0 + M[0, pos], a1 + M[2, pos]) + X0[pos]
             F1[pos] = np.minimum(a0 + M[1, pos], a1 + M[3, pos]) + X1[pos]
         la = self.last
-        value = paths_value(p, np.minimum(F0[la], F1[la]), const)
+        shortest = np.minimum(F0[la], F1[la])
         if not gradient:
-            return Eval(value, None, None, None)
+            return shortest, None
         # ---- states at events
         # the state before each gap given the state after it (ties: the same state)
         del X0, X1
@@ -311,12 +338,11 @@ class EventOracle:
         for pos in reversed(self.rank_pos):
             x[pos - 1] = np.where(x[pos] == 0, ch0[pos], ch1[pos])
         del M, ch0, ch1
-        g_lam, g_mu = self._subgradient(lam, x, stay, T, MID, STAY)
-        return Eval(value, g_lam, g_mu, None)
+        return shortest, self._traffic(x, stay, T, MID, STAY)
 
     # ------------------------------------------------------------------ traffic
 
-    def _subgradient(self, lam, x, stay, T, MID, STAY):
+    def _traffic(self, x, stay, T, MID, STAY):
         p, E, n = self.p, self.E, self.n_ev
         K = 2
         xi = x.astype(np.int64)
@@ -419,7 +445,8 @@ class EventOracle:
         Min = np.bincount(mv_b * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         Mout = np.bincount(mv_a * E + mv_e, weights=mv_s, minlength=K * E).reshape(K, E)
         occ = occ + Min
-        return gradient_from_traffic(p, lam, R, W, Min, Mout, occ)
+        return R, W, Min, Mout, occ
 
 
-__all__ = ["AUTO_MAX_DENSITY", "AUTO_MIN_ITEM_EPOCHS", "EventOracle", "applicable", "choose"]
+__all__ = ["AUTO_MAX_DENSITY", "AUTO_MIN_ITEM_EPOCHS", "EventOracle", "applicable", "build_tables",
+           "choose"]

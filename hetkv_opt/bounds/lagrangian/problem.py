@@ -127,13 +127,8 @@ def prepare(inst: Instance) -> Problem:
     room_full = np.full((K, E), np.inf)
     for n, k in enumerate(cap_tiers):
         room_full[k] = rooms[n]
-    free = np.flatnonzero(inst.pinned_tier < 0)
-    fidx = np.full(inst.num_items, -1, np.int64)
-    fidx[free] = np.arange(free.size)
-    fr, fw = pin_r < 0, pin_w < 0
-    r_ptr, r_i, r_b = _csr_by_epoch(E, inst.read_epoch[fr], fidx[inst.read_item[fr]], rb_all[fr])
-    w_ptr, w_i, w_b = _csr_by_epoch(E, inst.write_epoch[fw], fidx[inst.write_item[fw]], wb_all[fw])
-    birth, death = inst.birth[free].astype(np.int64), inst.death[free].astype(np.int64)
+    fields = free_item_fields(inst)
+    birth, death = fields["birth"], fields["death"]
     born_at = [np.flatnonzero(birth == e) for e in range(E)]
     order = np.argsort(death - 1, kind="stable")
     bounds = np.searchsorted((death - 1)[order], np.arange(E + 1))
@@ -142,10 +137,28 @@ def prepare(inst: Instance) -> Problem:
         inst=inst, t0=t0, E=E, K=K, inclusive=inclusive, names=names, J=J, jc=jc,
         CR=CR, CW=CW, CI=CI, CO=CO, const=const, cut_B=cut.B_s_per_byte / t0, cut_has=cut.has,
         c=inst.min_time_s.astype(float) / t0, cap_tiers=cap_tiers, rooms=rooms,
-        room_full=room_full, R0pin=R0pin, Rtot=Rtot, free=free, s=size[free], birth=birth,
-        death=death, init=inst.initial_tier[free].astype(np.int64), r_ptr=r_ptr, r_i=r_i,
-        r_b=r_b, w_ptr=w_ptr, w_i=w_i, w_b=w_b, born_at=born_at, last_at=last_at,
-        tau_hi=tau_hi(inst) / t0)
+        room_full=room_full, R0pin=R0pin, Rtot=Rtot, born_at=born_at, last_at=last_at,
+        tau_hi=tau_hi(inst) / t0, **fields)
+
+
+def free_item_fields(inst: Instance) -> dict:
+    """The free (not pinned) items of an instance as the :class:`Problem` holds them: their
+    indices ``free``, sizes, lives and initial tiers, and their reads and writes by epoch
+    (CSR over epochs, items numbered among the free ones)."""
+    E = inst.num_epochs
+    pin_r, pin_w = inst.pinned_tier[inst.read_item], inst.pinned_tier[inst.write_item]
+    free = np.flatnonzero(inst.pinned_tier < 0)
+    fidx = np.full(inst.num_items, -1, np.int64)
+    fidx[free] = np.arange(free.size)
+    fr, fw = pin_r < 0, pin_w < 0
+    r_ptr, r_i, r_b = _csr_by_epoch(E, inst.read_epoch[fr], fidx[inst.read_item[fr]],
+                                    inst.read_bytes[fr].astype(float))
+    w_ptr, w_i, w_b = _csr_by_epoch(E, inst.write_epoch[fw], fidx[inst.write_item[fw]],
+                                    inst.write_bytes[fw].astype(float))
+    return dict(free=free, s=inst.size_bytes[free].astype(float),
+                birth=inst.birth[free].astype(np.int64), death=inst.death[free].astype(np.int64),
+                init=inst.initial_tier[free].astype(np.int64), r_ptr=r_ptr, r_i=r_i, r_b=r_b,
+                w_ptr=w_ptr, w_i=w_i, w_b=w_b)
 
 
 # =============================================================================== shared by the oracles
@@ -273,5 +286,6 @@ def paths_value(p: Problem, shortest: np.ndarray, const: float) -> float:
     return const + float(np.sum(shortest))
 
 
-__all__ = ["Eval", "Problem", "constant_term", "finish_value", "gradient_from_traffic", "margin",
+__all__ = ["Eval", "Problem", "constant_term", "finish_value", "free_item_fields",
+           "gradient_from_traffic", "margin",
            "paths_value", "prepare", "tau_hi", "tier_prices"]
