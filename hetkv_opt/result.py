@@ -164,7 +164,7 @@ def finish(instance: Instance, method: str, *, status: str, t_start: float,
            schedule: Schedule | None = None, solver_objective_s: float | None = None,
            objective_is_exact: bool = False, bounds: dict | None = None,
            details: dict | None = None, message: str = "", gap_tol: float | None = None,
-           certificate: Any = None) -> SolveResult:
+           certificate: Any = None, evaluation: Evaluation | None = None) -> SolveResult:
     """Make the result of a method: re-score, pick the best bound, make the status honest.
 
     Parameters
@@ -193,6 +193,11 @@ def finish(instance: Instance, method: str, *, status: str, t_start: float,
         becomes ``feasible``, and says so.
     certificate : optional
         A certificate of the bound (the Lagrangian's).
+    evaluation : Evaluation, optional
+        The evaluator's score of ``schedule`` made elsewhere: by
+        :func:`hetkv_opt.model.evaluate.score` of the summed traffic of an instance's
+        layers, when the instance is never held whole (``instance`` is then its template:
+        tiers, epochs, no items).
 
     Returns
     -------
@@ -202,7 +207,7 @@ def finish(instance: Instance, method: str, *, status: str, t_start: float,
     total = None
     status = Status(status)
     if schedule is not None:
-        ev = evaluate(instance, schedule)
+        ev = evaluation if evaluation is not None else evaluate(instance, schedule)
         if not ev.feasible:
             status, message = Status.ERROR, ("internal error: the solver's schedule is infeasible: "
                                              + "; ".join(ev.violations[:3]))

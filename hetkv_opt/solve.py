@@ -19,7 +19,7 @@ from hetkv_opt.methods.auto import Infeasible, first_bound, relay, solve_auto
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.flow import check_supported, solve_flow
 from hetkv_opt.methods.rolling import solve_rolling
-from hetkv_opt.methods.split import solve_split
+from hetkv_opt.methods.split import out_of_scope as split_out_of_scope, solve_split
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
@@ -59,6 +59,9 @@ def _heuristic(name: str):
                 check_supported(instance)
             except NotImplementedError as exc:   # a choice the caller can change: say so
                 raise ValueError(f"method 'flow': {exc}; use auto, milp or rolling") from None
+        if name == "split" and split_out_of_scope(instance):
+            raise ValueError(f"method 'split': {split_out_of_scope(instance)}; use auto, milp "
+                             f"or rolling")
         pre = capacity_precheck(instance)
         if pre:
             return finish(instance, name, status="infeasible", t_start=t_start, message=pre)

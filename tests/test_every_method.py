@@ -32,10 +32,16 @@ def flow_handles(inst) -> bool:
     return inst.mode == "exclusive" and inst.num_tiers == 2
 
 
+def split_handles(inst) -> bool:
+    return (inst.mode == "exclusive" and inst.num_tiers >= 2
+            and not (inst.pinned_tier >= 2).any() and not (inst.initial_tier >= 2).any())
+
+
 def check(inst, method: str, best: float | None) -> None:
-    if method == "flow" and not flow_handles(inst):
+    handles = {"flow": flow_handles, "split": split_handles}.get(method)
+    if handles is not None and not handles(inst):
         # a plain error naming the reason (the CLI turns it into one line, exit 2)
-        with pytest.raises(ValueError, match="method 'flow'"):
+        with pytest.raises(ValueError, match=f"method '{method}'"):
             solve(inst, method, config=EXACT, time_limit_s=20)
         return
     res = solve(inst, method, config=EXACT, time_limit_s=20)
@@ -53,7 +59,7 @@ def check(inst, method: str, best: float | None) -> None:
         assert res.schedule is None and res.status == "bound_only", (method, res.status)
         assert res.bound_s is not None
         return
-    if method == "flow" and res.schedule is None:
+    if method in ("flow", "split") and res.schedule is None:
         # a heuristic may find nothing; it must say so, not claim a time limit
         assert res.status == "bound_only" and "found no feasible schedule" in res.message, res
         return

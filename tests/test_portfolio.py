@@ -71,7 +71,7 @@ def test_auto_records_every_phase_and_says_what_happened():
     res = solve(inst, "auto", time_limit_s=30)
     phases = res.details["phases"]
     names = [p["phase"] for p in phases]
-    assert names[:3] == ["starts", "policies", "lagrangian"]
+    assert names[:4] == ["starts", "split", "policies", "lagrangian"]
     for p in phases:
         assert set(p) >= {"phase", "finished", "runtime_s", "bound_s", "best_s"}
         if p["bound_s"] is not None and p["best_s"] is not None:
@@ -118,11 +118,11 @@ def test_ctrl_c_in_the_cheap_phase_returns_what_is_at_hand(monkeypatch):
     calls = {"n": 0}
     real = auto_mod.run_policy
 
-    def interrupted(inst, policy):
+    def interrupted(inst, policy, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(inst, policy)
+        return real(inst, policy, **kw)
     monkeypatch.setattr(auto_mod, "run_policy", interrupted)
     inst = drift_instance(blocks=24, steps=12, seed=5)
     res = solve(inst, "auto", time_limit_s=30)

@@ -221,3 +221,58 @@ def test_dense_methods_refuse_instances_over_the_cell_limit(monkeypatch):
     assert res.schedule is not None
     if "flow" in phases:
         assert "cells" in phases["flow"].get("skipped", "")
+
+
+# ------------------------------------------------------------------------------ by layer
+
+def _sharded(tmp_path, inst):
+    from hetkv_opt.io.shards import save_sharded
+    path = tmp_path / "inst.hetkv"
+    save_sharded(inst, path)
+    return path
+
+
+@pytest.mark.parametrize("kw", [{}, {"hbm_kv_fraction": 0.05}, {"seed": 5, "hbm_kv_fraction": 1.0}],
+                         ids=["default", "tight", "roomy"])
+def test_by_layer_time_is_the_whole_evaluators(tmp_path, kw):
+    from hetkv_opt.io.shards import open_sharded
+    from hetkv_opt.methods.by_layer import capacity_shares, solve_by_layer
+    inst = _paper(layers=3, steps=16, **kw)
+    path = _sharded(tmp_path, inst)
+    res = solve_by_layer(path, time_limit_s=30)
+    assert res.status == "feasible" and "by layer" in res.message
+    whole = evaluate(inst, res.schedule)
+    assert whole.feasible
+    # the layers' summed traffic, scored once, is the whole evaluator's number exactly
+    assert res.total_time_s == whole.total_time_s
+    assert np.array_equal(res.evaluation.epoch_time_s, whole.epoch_time_s)
+    assert res.bound_s == pytest.approx(aggregate_bound_s(inst), rel=1e-12)
+    assert res.bound_s <= res.total_time_s
+    # the shares of a bounded tier never add up to more than it holds
+    shares = capacity_shares(open_sharded(path))
+    cap = inst.tiers[0].capacity_bytes
+    assert sum(v[0] for v in shares.values()) <= cap
+
+
+def test_solve_picks_by_layer_for_sharded_instances_when_asked(tmp_path):
+    from cli_helpers import assert_one_line_error, hetkv
+    import json
+    inst = _paper(layers=2, steps=8)
+    path = _sharded(tmp_path, inst)
+    out = tmp_path / "s.json"
+    d = json.loads(hetkv("solve", path, "--by-layer", "-t", "20", "-q", "-f", "json",
+                         "-o", out).stdout)
+    assert d["status"] == "feasible" and d["message"].startswith("by layer")
+    from hetkv_opt.io.files import instance_hash, load_schedule
+    assert d["instance_sha256"] == instance_hash(inst)
+    assert evaluate(inst, load_schedule(out)).total_time_s == pytest.approx(d["total_time_s"],
+                                                                            rel=1e-12)
+    # small sharded instances are solved whole by default
+    d = json.loads(hetkv("solve", path, "-t", "20", "-q", "-f", "json").stdout)
+    assert not d["message"].startswith("by layer")
+    npz = tmp_path / "inst.npz"
+    from hetkv_opt.io.files import save_instance
+    save_instance(inst, npz)
+    assert_one_line_error(hetkv("solve", npz, "--by-layer", check_rc=None), "--by-layer")
+    assert_one_line_error(hetkv("solve", path, "--by-layer", "-m", "milp", check_rc=None),
+                          "--by-layer")

@@ -18,8 +18,8 @@ import sys
 
 import typer
 
-from hetkv_opt.cli import (bench, bound, explain, generate, milp, policies, presets, schema,
-                           solve, stats, sweep, trace)
+from hetkv_opt.cli import (bench, bound, convert, explain, generate, milp, policies, presets,
+                           schema, solve, stats, sweep, trace)
 from hetkv_opt.cli.common import (install_signal_handlers, interrupt_exit_code, interrupted_by,
                                   interruption_reported, print_error, say)
 
@@ -41,8 +41,8 @@ def _root(debug: bool = typer.Option(
 
 
 # the order of ``hetkv --help``
-for _module in (solve, generate, milp, policies, explain, bound, bench, sweep, presets, stats,
-                trace, schema):
+for _module in (solve, generate, convert, milp, policies, explain, bound, bench, sweep, presets,
+                stats, trace, schema):
     _module.register(app)
 
 

@@ -37,6 +37,7 @@ def solve(
     workers: Optional[int] = typer.Option(None, "--workers", help="Run the bound's layer parts on this many local Dask workers (the dask extra; layered instances)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler instead of local workers."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A schedule file to start the MILP from."),
+    by_layer: Optional[bool] = typer.Option(None, "--by-layer/--whole", help="A sharded instance (.hetkv) one layer at a time (default for auto above 2e7 reads) or held whole."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="HiGHS's log on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ):
@@ -52,6 +53,9 @@ def solve(
     cfg = config_from_options(solver_preset, gap, threads, seed, workers, scheduler)
     if out_path is not None:
         check_output_path(out_path, inputs=[instance, warm_start], suffixes=(".json", ".npz"))
+    if _use_by_layer(instance, method.value, by_layer):
+        _solve_by_layer(instance, time_limit, out_path, fmt, quiet)
+        return
     inst = load_instance(instance)
     ws = None
     if warm_start is not None:
@@ -102,6 +106,64 @@ def solve(
         raise typer.Exit(code=1)
 
 
+#: ``auto`` solves a sharded instance by layer when it holds more reads than this (held
+#: whole, the portfolio's arrays take about 200 bytes per read: 26M reads peaked at 6 GB)
+BY_LAYER_MIN_READS = 20_000_000
+
+
+def _use_by_layer(path: Path, method: str, choice: Optional[bool]) -> bool:
+    from hetkv_opt.io.shards import is_sharded_path, open_sharded
+    if choice is False or not is_sharded_path(path):
+        if choice:
+            fail(f"option '--by-layer': {path} is not a sharded instance (.hetkv); "
+                 f"'hetkv convert' makes one")
+        return False
+    if method != "auto":
+        if choice:
+            fail("option '--by-layer': only with --method auto")
+        return False
+    if choice:
+        return True
+    try:
+        return open_sharded(path).summary()["reads"] > BY_LAYER_MIN_READS
+    except ModelError as exc:
+        fail(str(exc))
+
+
+def _solve_by_layer(path: Path, time_limit, out_path, fmt, quiet) -> None:
+    from hetkv_opt.io.files import save_schedule
+    from hetkv_opt.io.shards import open_sharded
+    from hetkv_opt.methods.by_layer import solve_by_layer
+    progress_cb, stop = _progress(time_limit, enabled=not quiet)
+    try:
+        sha = open_sharded(path).manifest["instance_sha256"]
+        res = solve_by_layer(path, time_limit_s=deadline(time_limit), progress=progress_cb)
+    except ModelError as exc:
+        stop()
+        fail(str(exc))
+    except KeyboardInterrupt:
+        stop()
+        exit_interrupted("interrupted: the by-layer solve keeps no partial schedule")
+    stop()
+    if out_path is not None and res.schedule is not None:
+        try:
+            save_schedule(res.schedule, out_path, extra={
+                "method": res.method, "status": res.status, "total_time_s": res.total_time_s,
+                "bound_s": res.bound_s, "bound_method": res.bound_method,
+                "instance_sha256": sha})
+        except OSError as exc:
+            fail(f"{out_path}: cannot write the schedule ({exc.strerror or exc})")
+        say(f"wrote {out_path}")
+    d = res.to_dict()
+    d["instance_sha256"] = sha
+    if fmt == Format.json:
+        emit_json(d)
+    else:
+        _print_result(d)
+    if res.status == "error":
+        raise typer.Exit(code=1)
+
+
 def _progress(time_limit, enabled: bool):
     """A live line on stderr: elapsed / limit, incumbent, bound, gap."""
     if not enabled:
@@ -123,6 +185,8 @@ def _progress(time_limit, enabled: bool):
             state["started"] = True
         desc = (f"best {fmt_s(info['incumbent_s'])}  bound {fmt_s(info['bound_s'])}  "
                 f"gap {fmt_pct(info['gap'])}")
+        if "layer" in info:
+            desc = f"layer {info['layer']} of {info['layers']}  bound {fmt_s(info['bound_s'])}"
         prog.update(task, completed=info["elapsed_s"], description=desc,
                     phase=str(info.get("phase", "milp")).upper())
 

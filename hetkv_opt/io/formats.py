@@ -182,10 +182,12 @@ def instance_to_dict_tiers(inst: Instance) -> list:
 
 
 def read_npz_with_header(source: Path | bytes, what: str,
-                         error: type[ModelError] = FileFormatError) -> tuple[dict, dict]:
+                         error: type[ModelError] = FileFormatError,
+                         skip: frozenset = frozenset()) -> tuple[dict, dict]:
     """The arrays of an NPZ file and its ``header`` (a JSON object), for every hetkv NPZ
     kind (instances, schedules, traces, certificates).  ``source`` is a path or the file's
-    bytes; any damage is raised as ``error`` naming the field."""
+    bytes; any damage is raised as ``error`` naming the field.  The members named in
+    ``skip`` are not read (a streaming reader reads them itself)."""
     fh = _io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     if not zipfile.is_zipfile(fh):
         raise error("(file)", f"not an NPZ {what} file (not a zip archive; truncated?)")
@@ -193,7 +195,7 @@ def read_npz_with_header(source: Path | bytes, what: str,
         fh.seek(0)
     try:
         with np.load(fh, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files if k not in skip}
     except Exception as exc:  # zipfile, zlib, numpy: any damage means the same to the user
         raise error("(file)", f"not a readable NPZ {what} file: damaged or truncated "
                     f"({type(exc).__name__}: {exc})") from None

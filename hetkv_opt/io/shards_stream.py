@@ -137,6 +137,11 @@ class ShardedInstanceWriter:
         e, i, b = check_chunk(kind, epoch, item, nbytes, base=self.counts[kind],
                               last=self._last[kind], num_epochs=self.num_epochs,
                               size=st.size_bytes, birth=st.birth, death=st.death)
+        self._deal(kind, e, i, b)
+
+    def _deal(self, kind: str, e: np.ndarray, i: np.ndarray, b: np.ndarray) -> None:
+        """Spool a chunk that :func:`~hetkv_opt.io.npz_stream.check_chunk` has passed
+        (int64 arrays, after every earlier entry of ``kind``): cut it by shard, and count it."""
         if e.size == 0:
             return
         self._last[kind] = (int(e[-1]), int(i[-1]))

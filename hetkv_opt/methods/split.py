@@ -158,25 +158,29 @@ def balanced_placement(inst: Instance, *, deadline: "Deadline | float | None" = 
     """
     info = {} if info is None else info
     dl = Deadline.of(deadline)
-    if inst.mode != "exclusive" or inst.num_tiers < 2 or np.any(inst.pinned_tier >= 2) \
-            or np.any(inst.initial_tier >= 2):
-        info["skipped"] = "inclusive mode, one tier, or items fixed beyond tier 1"
+    why = out_of_scope(inst)
+    if why:
+        info["skipped"] = why
         return None
     N = inst.num_items
     fixed = (inst.pinned_tier >= 0) | (inst.initial_tier >= 0)
     fixed_tier = np.where(inst.pinned_tier >= 0, inst.pinned_tier, inst.initial_tier)
     cap = [inst.tiers[k].capacity_bytes for k in (0, 1)]
     if start is None:
-        first = 0 if cap[1] is not None and cap[0] is None else 1
-        x = np.full(N, first, np.int64)
+        starts = [np.full(N, 1, np.int64), np.full(N, 0, np.int64)]
     else:
         x = np.asarray(start, np.int64).copy()
-        x = np.where((x == 0) | (x == 1), x, 1)
-    x[fixed] = fixed_tier[fixed]
-    for k in (0, 1):
-        if cap[k] is not None and _occupancy(inst, x, k).max(initial=0.0) > cap[k]:
-            info["skipped"] = f"the start breaks the capacity of tier {inst.tiers[k].name}"
-            return None
+        starts = [np.where((x == 0) | (x == 1), x, 1)]
+    for x in starts:
+        x[fixed] = fixed_tier[fixed]
+        broken = [inst.tiers[k].name for k in (0, 1) if cap[k] is not None
+                  and _occupancy(inst, x, k).max(initial=0.0) > cap[k]]
+        if not broken:
+            break
+    else:
+        info["skipped"] = (f"no start fits: every free item in one tier breaks the capacity "
+                           f"of tier {broken[0]}")
+        return None
     loads = _Loads(inst)
     loads.fill(x)
     tau = loads.epoch_times()
@@ -227,6 +231,17 @@ def balanced_placement(inst: Instance, *, deadline: "Deadline | float | None" = 
     return placement_schedule(inst, x)
 
 
+def out_of_scope(inst: Instance) -> str | None:
+    """Why the split heuristic does not apply to ``inst`` (None when it does)."""
+    if inst.mode != "exclusive":
+        return "inclusive mode (the split places exclusive copies)"
+    if inst.num_tiers < 2:
+        return "one tier: nothing to split"
+    if np.any(inst.pinned_tier >= 2) or np.any(inst.initial_tier >= 2):
+        return "items pinned or born beyond tier 1 (it uses tiers 0 and 1)"
+    return None
+
+
 def _fit(inst: Instance, x: np.ndarray, take: np.ndarray, cap) -> np.ndarray:
     """The flips of ``take`` (in order) that keep every bounded tier within capacity when
     made together: each flip into a bounded tier needs the bytes of all the round's flips
@@ -268,9 +283,10 @@ def solve_split(inst: Instance, *, time_limit_s: "float | Deadline | None" = 30.
     sched = balanced_placement(inst, deadline=dl, info=info)
     if sched is None:
         return finish(inst, "split", status="bound_only", bounds=all_bounds, t_start=t_start,
-                      details={"split": info}, message=f"split: {info.get('skipped')}")
+                      details={"split": info}, message=f"the split heuristic found no "
+                      f"feasible schedule: {info.get('skipped')}; try auto or milp")
     return finish(inst, "split", status="feasible", schedule=sched, bounds=all_bounds,
                   t_start=t_start, details={"split": info})
 
 
-__all__ = ["balanced_placement", "solve_split"]
+__all__ = ["balanced_placement", "out_of_scope", "solve_split"]

@@ -157,6 +157,34 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
     problems = check_structure(instance, schedule)
     if problems:
         return _broken(instance, problems)
+    return score(instance, [traffic(instance, schedule)])
+
+
+@dataclass
+class Traffic:
+    """What a schedule moves, per tier and epoch, before any time is computed: bytes read,
+    written, copied in and out (in the epoch the copy runs) and resident (copies in
+    included; inclusive mode: tier 1 is every alive item).  Whole bytes: sums of the
+    traffic of disjoint sets of items (the layers of one instance) are exact in any order,
+    so :func:`score` of the sum is the evaluation of the whole."""
+
+    reads: np.ndarray
+    writes: np.ndarray
+    copy_in: np.ndarray
+    copy_out: np.ndarray
+    occupancy: np.ndarray
+    num_moves: int
+    read_total: float
+
+    def __add__(self, other: "Traffic") -> "Traffic":
+        return Traffic(self.reads + other.reads, self.writes + other.writes,
+                       self.copy_in + other.copy_in, self.copy_out + other.copy_out,
+                       self.occupancy + other.occupancy, self.num_moves + other.num_moves,
+                       self.read_total + other.read_total)
+
+
+def traffic(instance: Instance, schedule: Schedule) -> Traffic:
+    """The :class:`Traffic` of a structurally valid schedule (see :func:`check_structure`)."""
     K, E = instance.num_tiers, instance.num_epochs
     it, ep, ti = schedule.item, schedule.epoch, schedule.tier
     size = instance.size_bytes.astype(float)
@@ -192,6 +220,25 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
         np.add.at(copy_out, (src, when), msize)
     occupancy += copy_in  # a copy occupies its destination during the epoch it is made
 
+    r_tier = _tier_at(instance, schedule, instance.read_item, instance.read_epoch)
+    w_tier = _tier_at(instance, schedule, instance.write_item, instance.write_epoch)
+    rb, wb = instance.read_bytes.astype(float), instance.write_bytes.astype(float)
+    reads = _per_tier(r_tier, instance.read_epoch, rb, K, E)
+    writes = _per_tier(w_tier, instance.write_epoch, wb, K, E)
+    return Traffic(reads, writes, copy_in, copy_out, occupancy, int(mv.size),
+                   float(instance.read_bytes.sum()))
+
+
+def score(instance: Instance, pieces) -> Evaluation:
+    """The evaluation of the summed :class:`Traffic` of ``pieces`` (the traffic of the
+    whole schedule, or of the layer parts of one instance): capacities checked against
+    the total occupancy, epoch times of docs/model.md section 4.  ``instance`` gives the
+    tiers, mode, compute floors and steps (its items are not read)."""
+    total = None
+    for piece in pieces:
+        total = piece if total is None else total + piece
+    K, E = instance.num_tiers, instance.num_epochs
+    occupancy = total.occupancy
     violations: list[str] = []
     for k, tier in enumerate(instance.tiers):
         if tier.capacity_bytes is None:
@@ -202,20 +249,16 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
                               f"> {format_bytes(tier.capacity_bytes)}")
         if over.size > 20:
             violations.append(f"tier {tier.name}: {over.size - 20} more epochs over capacity")
-
-    r_tier = _tier_at(instance, schedule, instance.read_item, instance.read_epoch)
-    w_tier = _tier_at(instance, schedule, instance.write_item, instance.write_epoch)
-    rb, wb = instance.read_bytes.astype(float), instance.write_bytes.astype(float)
-    reads = _per_tier(r_tier, instance.read_epoch, rb, K, E)
-    writes = _per_tier(w_tier, instance.write_epoch, wb, K, E)
-    if inclusive:
+    reads, writes, copy_in, copy_out = total.reads, total.writes, total.copy_in, total.copy_out
+    if instance.mode == "inclusive":
         # writes land in tier 1 always, and in tier 0 too where a copy exists
+        writes = writes.copy()
         writes[1] = writes.sum(axis=0)
         reads = _best_inclusive_split(instance, reads, writes, copy_in, copy_out)
 
     tau, binding = _epoch_times(instance, reads, writes, copy_in, copy_out)
     T = float(tau.sum())
-    total_read = float(instance.read_bytes.sum())
+    total_read = total.read_total
     return Evaluation(
         feasible=not violations, violations=violations, total_time_s=T, epoch_time_s=tau,
         binding=binding, read_bytes=reads, write_bytes=writes, copy_in_bytes=copy_in,
@@ -223,7 +266,7 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
         throughput_steps_per_s=(instance.num_steps / T) if T > 0 else None,
         effective_read_Bps=(total_read / T) if T > 0 else None,
         hbm_read_share=(float(reads[0].sum()) / total_read) if total_read > 0 else None,
-        num_moves=int(mv.size))
+        num_moves=total.num_moves)
 
 
 def _terms(instance: Instance, reads, writes, copy_in, copy_out):
