@@ -276,3 +276,19 @@ def test_solve_picks_by_layer_for_sharded_instances_when_asked(tmp_path):
     assert_one_line_error(hetkv("solve", npz, "--by-layer", check_rc=None), "--by-layer")
     assert_one_line_error(hetkv("solve", path, "--by-layer", "-m", "milp", check_rc=None),
                           "--by-layer")
+
+
+def test_the_bound_reuses_its_prepared_oracle_across_calls():
+    inst = _paper(layers=3, steps=10)
+    cache: dict = {}
+    b1, c1 = lagrangian_bound(inst, iterations=10, oracle="layers", master="bundle", reuse=cache)
+    oracle = cache["oracle"]
+    assert isinstance(oracle, PartsOracle) and cache["instance"] is inst
+    b2, c2 = lagrangian_bound(inst, iterations=10, oracle="layers", master="bundle", reuse=cache,
+                              prices=c1)
+    assert cache["oracle"] is oracle               # not built again
+    assert b2 >= b1 * (1 - 1e-12)                  # warm-started from the first prices
+    # another instance gets its own
+    other = _paper(layers=2, steps=10)
+    lagrangian_bound(other, iterations=5, oracle="layers", master="bundle", reuse=cache)
+    assert cache["instance"] is other and cache["oracle"] is not oracle

@@ -587,3 +587,257 @@ def test_cli_refuses_bad_folders_in_one_line(tmp_path):
     assert_one_line_error(hetkv("generate", tmp_path / "plain.hetkv", "--blocks", "4", "--steps", "2",
                                 check_rc=None), "plain.hetkv", "not a sharded instance folder")
     assert (tmp_path / "plain.hetkv").read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- converting an NPZ file
+
+def _folder_bytes(path: Path) -> dict:
+    return {f: (path / f).read_bytes() for f in sorted(os.listdir(path))}
+
+
+def _converted(tmp_path, inst, monkeypatch=None, chunk=None):
+    """``inst`` saved as NPZ, converted by npz_to_sharded and by save_sharded(load_instance)."""
+    from hetkv_opt.io import reshard
+    if chunk is not None:
+        monkeypatch.setattr(reshard, "_CHUNK", chunk)
+    save_instance(inst, tmp_path / "x.npz")
+    got = reshard.npz_to_sharded(tmp_path / "x.npz", tmp_path / "x.hetkv")
+    save_sharded(load_instance(tmp_path / "x.npz"), tmp_path / "ref.hetkv")
+    return got
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_npz_to_sharded_writes_the_bytes_of_save_sharded(tmp_path, monkeypatch, case, chunk):
+    from hetkv_opt.io import reshard
+
+    def no_loading(*a, **kw):
+        raise AssertionError("the streaming path must not load the instance")
+    real_load = reshard.load_instance
+    monkeypatch.setattr(reshard, "load_instance", no_loading)
+    save_instance(case, tmp_path / "x.npz")
+    if chunk is not None:
+        monkeypatch.setattr(reshard, "_CHUNK", chunk)
+    seen = []
+    got = reshard.npz_to_sharded(tmp_path / "x.npz", tmp_path / "x.hetkv",
+                                 progress=lambda done, total: seen.append((done, total)))
+    save_sharded(real_load(tmp_path / "x.npz"), tmp_path / "ref.hetkv")
+    a, b = _folder_bytes(tmp_path / "x.hetkv"), _folder_bytes(tmp_path / "ref.hetkv")
+    assert list(a) == list(b) and a == b                 # every file, byte for byte
+    assert got["streamed"] is True
+    assert got["sha256"] == instance_hash(case)
+    assert got["layers"] == [p.layer for p in split_by_layer(case)]
+    assert (got["items"], got["epochs"], got["reads"], got["writes"]) == (
+        case.num_items, case.num_epochs, case.read_bytes.size, case.write_bytes.size)
+    n = case.read_bytes.size + case.write_bytes.size
+    assert seen[-1] == (n, n) and all(x[0] <= y[0] for x, y in zip(seen, seen[1:]))
+    if chunk == 7 and n > 7:
+        assert len(seen) >= n // 7                       # really a chunk at a time
+    assert open_sharded(tmp_path / "x.hetkv").load_all().equals(case)
+    assert sorted(os.listdir(tmp_path)) == ["ref.hetkv", "x.hetkv", "x.npz"]   # no spool left
+
+
+def test_npz_to_sharded_of_an_instance_without_layer_labels(tmp_path):
+    inst = drift_instance(DriftParams(blocks=12, steps=6))
+    labels = {k: v for k, v in inst.item_labels.items() if k != "layer"}
+    bare = make_instance(name="bare", tiers=inst.tiers, size_bytes=inst.size_bytes,
+                         num_epochs=inst.num_epochs, birth=inst.birth, death=inst.death,
+                         reads=(inst.read_epoch, inst.read_item, inst.read_bytes),
+                         item_labels=labels)
+    got = _converted(tmp_path, bare)
+    assert got["streamed"] and got["layers"] == [-1]
+    assert sorted(os.listdir(tmp_path / "x.hetkv")) == ["epochs.npz", "layer-none.npz", MANIFEST]
+    assert _folder_bytes(tmp_path / "x.hetkv") == _folder_bytes(tmp_path / "ref.hetkv")
+
+
+def _npz_with(path: Path, inst, change=None, drop=(), header_change=None) -> Path:
+    from hetkv_opt.io.formats import _instance_arrays
+    arrays, header = _instance_arrays(inst)
+    arrays = {k: np.array(v) for k, v in arrays.items() if k not in drop}
+    if change:
+        change(arrays)
+    if header_change:
+        header_change(header)
+    np.savez_compressed(path, header=np.array(json.dumps(header)), **arrays)
+    return path
+
+
+def test_odd_but_valid_files_are_converted_by_loading_them(tmp_path):
+    from hetkv_opt.io.reshard import npz_to_sharded
+    inst = _paper()
+    order = np.random.default_rng(1).permutation(inst.read_epoch.size)
+
+    def shuffle(a):                      # any order is allowed in a file: the loader sorts
+        for c in ("epoch", "item", "bytes"):
+            a[f"reads.{c}"] = a[f"reads.{c}"][order]
+
+    def int32(a):
+        for k, v in a.items():
+            if v.dtype == np.int64:
+                a[k] = v.astype(np.int32)
+    save_sharded(inst, tmp_path / "ref.hetkv")
+    want = _folder_bytes(tmp_path / "ref.hetkv")
+    for name, change in (("unsorted", shuffle), ("int32", int32)):
+        src = _npz_with(tmp_path / f"{name}.npz", inst, change)
+        got = npz_to_sharded(src, tmp_path / f"{name}.hetkv")
+        assert got["streamed"] is False
+        assert _folder_bytes(tmp_path / f"{name}.hetkv") == want, name
+
+
+def _swap_last_two(a):
+    for c in ("epoch", "item", "bytes"):
+        a[f"reads.{c}"][[-1, -2]] = a[f"reads.{c}"][[-2, -1]]
+
+
+def _dup_after_unsorted(a):
+    """Reads out of order, and a duplicate of the first read at the end."""
+    for c in ("epoch", "item", "bytes"):
+        a[f"reads.{c}"] = np.concatenate([a[f"reads.{c}"][::-1], a[f"reads.{c}"][:1]])
+
+
+def _dup(a):
+    a["reads.item"][-1] = a["reads.item"][-2]
+    a["reads.epoch"][-1] = a["reads.epoch"][-2]
+
+
+def _set(key, k, value):
+    def change(a):
+        a[key][k] = value
+    return change
+
+
+def _both(*changes):
+    def change(a):
+        for c in changes:
+            c(a)
+    return change
+
+
+HOSTILE = {
+    # name: (change, dropped members, header change, field, words in the message)
+    "unsorted-with-a-duplicate": (_dup_after_unsorted, (), None, "reads.item", "duplicate entry"),
+    "sorted-with-a-duplicate": (_dup, (), None, "reads.item", "duplicate entry"),
+    "unsorted-and-an-item-out-of-range": (_both(_swap_last_two, _set("reads.item", 3, 999)), (), None,
+                                          "reads.item", "entry 3: item 999 outside"),
+    "item-out-of-range": (_set("reads.item", -4, 10 ** 6), (), None, "reads.item", "item 1000000 outside"),
+    "epoch-out-of-range": (_set("writes.epoch", 0, -1), (), None, "writes.epoch", "epoch -1 outside"),
+    "bytes-over-the-size": (_set("reads.bytes", 5, 10 ** 12), (), None, "reads.bytes", "exceed its size"),
+    "zero-bytes": (_set("reads.bytes", 9, 0), (), None, "reads.bytes", "must be > 0"),
+    "first-problem-in-the-loaders-order": (_both(_set("reads.epoch", -1, 10 ** 6), _set("reads.item", 0, -1)),
+                                           (), None, "reads.epoch", "epoch 1000000 outside"),
+    "lengths": (lambda a: a.update({"reads.bytes": a["reads.bytes"][:-1]}), (), None, "reads.bytes",
+                "entries, expected"),
+    "missing-member": (None, ("reads.item",), None, "reads.item", "missing required key"),
+    "bad-label-after-the-reads": (lambda a: a.update({"items.layer": a["items.layer"][:-1]}), (), None,
+                                  "items.layer", "entries, expected"),
+    "bad-label-and-bad-read": (_both(lambda a: a.update({"items.layer": a["items.layer"][:-1]}),
+                                     _set("reads.item", 2, -5)), (), None, "reads.item", "item -5 outside"),
+    "newer-header": (None, (), lambda h: h.update(schema_version=3), "schema_version", "newer"),
+    "bad-tier": (None, (), lambda h: h["tiers"][0].update(bandwidth_Bps=-1), "tiers[0].bandwidth_Bps", "> 0"),
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 5])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_npz_files_are_refused_as_the_loader_refuses_them(tmp_path, monkeypatch, name, chunk):
+    from hetkv_opt.io import reshard
+    if chunk is not None:
+        monkeypatch.setattr(reshard, "_CHUNK", chunk)
+    change, drop, header_change, field, words = HOSTILE[name]
+    src = _npz_with(tmp_path / "bad.npz", _paper(), change, drop, header_change)
+    with pytest.raises(ModelError) as want:
+        load_instance(src)
+    with pytest.raises(ModelError) as got:
+        reshard.npz_to_sharded(src, tmp_path / "bad.hetkv")
+    assert str(got.value) == str(want.value)             # the loader's very words
+    assert got.value.source == str(src) and got.value.field == field
+    assert words in got.value.reason
+    assert os.listdir(tmp_path) == ["bad.npz"]           # no folder, no temporary folder
+
+
+def test_a_damaged_access_member_is_refused(tmp_path):
+    import zipfile
+    from hetkv_opt.io.reshard import npz_to_sharded
+    save_instance(_paper(), tmp_path / "ok.npz")
+    with zipfile.ZipFile(tmp_path / "ok.npz") as zf:
+        infos = zf.infolist()
+    nxt = next(k for k, i in enumerate(infos) if i.filename == "reads.item.npy") + 1
+    data = bytearray((tmp_path / "ok.npz").read_bytes())
+    data[infos[nxt].header_offset - 8] ^= 0xFF           # inside reads.item's compressed data
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelError) as want:
+        load_instance(tmp_path / "bad.npz")
+    with pytest.raises(ModelError) as got:
+        npz_to_sharded(tmp_path / "bad.npz", tmp_path / "bad.hetkv")
+    assert got.value.source == str(tmp_path / "bad.npz") and got.value.field == "(file)"
+    assert "damaged or truncated" in str(got.value) and "damaged or truncated" in str(want.value)
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "ok.npz"]
+
+
+def test_a_failed_conversion_leaves_no_half_folder(tmp_path, monkeypatch):
+    import hetkv_opt.io.shards_stream as ss
+    from hetkv_opt.io.reshard import npz_to_sharded
+    old = drift_instance(DriftParams(blocks=8, steps=4))
+    save_sharded(old, tmp_path / "x.hetkv")
+    save_instance(_paper(), tmp_path / "x.npz")
+    # refused in the writes, after every read was spooled: the old folder stays, whole
+    bad = _npz_with(tmp_path / "bad.npz", _paper(), _set("writes.item", -1, 10 ** 6))
+    with pytest.raises(ModelError, match="writes.item"):
+        npz_to_sharded(bad, tmp_path / "x.hetkv")
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "x.hetkv", "x.npz"]
+    assert load_instance(tmp_path / "x.hetkv").equals(old)
+    # the disk fills while the shards are written
+    calls = {"n": 0}
+    real = ss.write_npz
+
+    def flaky(path, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **kw)
+    monkeypatch.setattr(ss, "write_npz", flaky)
+    with pytest.raises(OSError):
+        npz_to_sharded(tmp_path / "x.npz", tmp_path / "y.hetkv")
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "x.hetkv", "x.npz"]
+    assert load_instance(tmp_path / "x.hetkv").equals(old)
+    # a target that is not a sharded folder: refused before anything is read or written
+    (tmp_path / "f.hetkv").write_text("mine")
+    with pytest.raises(ModelError, match="not a folder"):
+        npz_to_sharded(tmp_path / "x.npz", tmp_path / "f.hetkv")
+    assert (tmp_path / "f.hetkv").read_text() == "mine"
+
+
+def test_cli_convert_both_ways(tmp_path):
+    inst = _workload()
+    save_instance(inst, tmp_path / "x.npz")
+    save_sharded(inst, tmp_path / "ref.hetkv")
+    proc = hetkv("convert", tmp_path / "x.npz", tmp_path / "x.hetkv")
+    assert f"wrote {tmp_path / 'x.hetkv'}" in proc.stderr and "(streamed)" in proc.stderr
+    assert proc.stdout == ""
+    assert _folder_bytes(tmp_path / "x.hetkv") == _folder_bytes(tmp_path / "ref.hetkv")
+    d = json.loads(hetkv("convert", tmp_path / "x.hetkv", tmp_path / "back.npz", "-f", "json").stdout)
+    assert d["streamed"] is False and d["sha256"] == instance_hash(inst) and d["reads"] == inst.read_bytes.size
+    back = load_instance(tmp_path / "back.npz")
+    assert back.equals(inst)
+    _same_dtypes(back, inst)
+    d = json.loads(hetkv("convert", tmp_path / "back.npz", tmp_path / "y.hetkv", "-f", "json", "-q").stdout)
+    assert d["streamed"] is True and d["layers"] == [p.layer for p in split_by_layer(inst)]
+    assert "--compress-level" in hetkv("convert", "--help").stdout
+    assert "loads the instance" in " ".join(hetkv("convert", "--help").stdout.split())
+
+
+def test_cli_convert_refuses_in_one_line(tmp_path):
+    src = _npz_with(tmp_path / "bad.npz", _paper(), _set("reads.item", 4, -3))
+    assert_one_line_error(hetkv("convert", src, tmp_path / "bad.hetkv", check_rc=None),
+                          "bad.npz", "field 'reads.item'", "entry 4: item -3 outside")
+    assert not (tmp_path / "bad.hetkv").exists()
+    save_instance(_paper(), tmp_path / "ok.npz")
+    assert_one_line_error(hetkv("convert", tmp_path / "ok.npz", tmp_path / "ok.npz", check_rc=None),
+                          "is an input of this command")
+    assert_one_line_error(hetkv("convert", tmp_path / "ok.npz", tmp_path / "ok.txt", check_rc=None),
+                          "ok.txt", ".hetkv")
+    (tmp_path / "d.hetkv").mkdir()
+    assert_one_line_error(hetkv("convert", tmp_path / "ok.npz", tmp_path / "d.hetkv", check_rc=None),
+                          "d.hetkv", "not a sharded instance folder")
+    assert_one_line_error(hetkv("convert", tmp_path / "none.npz", tmp_path / "n.hetkv", check_rc=None),
+                          "none.npz", "no such file")
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "d.hetkv", "ok.npz"]

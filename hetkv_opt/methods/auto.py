@@ -285,6 +285,7 @@ def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterati
             ph["stage"] = stage
         lag = solve_lagrangian(book.instance, time_limit_s=limit_s, iterations=iterations,
                                stop_on_interrupt=True, prices=book.prices, client=book.client,
+                               reuse=book.lagrangian_cache,
                                progress=relay(progress, "lagrangian", book.deadline.start))
         book.prove("lagrangian", lag.details.get("bounds_s", {}).get("lagrangian"))
         if lag.certificate is not None and lag.bound_s is not None and \

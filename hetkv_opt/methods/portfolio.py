@@ -54,6 +54,7 @@ class Ledger:
         self.phases: list[dict] = []
         self.prices = None                   # the best Lagrangian prices so far (a warm start)
         self.client = None                   # Dask client for the decomposed bound, if any
+        self.lagrangian_cache: dict = {}     # the prepared problem and oracle, across phases
         self.current = "starts"
 
     # ---------------------------------------------------------------- what is known

@@ -39,7 +39,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
                      dw_max_item_epochs: int = 70_000,
                      stop_on_interrupt: bool = False,
                      oracle: str = "auto", client=None,
-                     groups: int | None = None) -> tuple[float, "BoundCertificate"]:
+                     groups: int | None = None,
+                     reuse: dict | None = None) -> tuple[float, "BoundCertificate"]:
     """Maximise the Lagrangian bound over the prices; return it and its certificate.
 
     Parameters
@@ -81,6 +82,10 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     client : dask.distributed.Client, optional
         With ``layers``: the layer groups run on its workers (``groups``, default one per
         worker); the bound is the same as in one process.
+    reuse : dict, optional
+        Keeps the prepared problem and the oracle between calls on the same instance (a
+        caller that runs the bound several times, e.g. ``auto``'s phases, passes the same
+        dict): building the event oracle of a large instance costs many oracle calls.
 
     Returns
     -------
@@ -98,7 +103,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     if oracle not in ("auto", "dense", "events", "layers"):
         raise ValueError(f"oracle must be auto, dense, events or layers, got {oracle!r}")
     t_start = time.perf_counter()
-    p = prepare(inst)
+    held = reuse if reuse is not None and reuse.get("instance") is inst else None
+    p = held["problem"] if held else prepare(inst)
     space = Space(p)
     C = space.C
     if prices is None:
@@ -119,7 +125,10 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
     want_layers = oracle == "layers" or (client is not None and oracle == "auto")
     if want_layers and master == "auto":
         use_dw = False
-    if not use_dw and oracle in ("auto", "layers") and decomposable(p, inst) and (
+    key = (oracle, use_dw, id(client), groups)
+    if held and held.get("key") == key:
+        tr.events = held["oracle"]
+    elif not use_dw and oracle in ("auto", "layers") and decomposable(p, inst) and (
             want_layers or choose_event_oracle(p, sparse_only=True)):
         n_groups = groups or (len(client.scheduler_info()["workers"]) if client else 1)
         tr.events = PartsOracle(p, inst, groups=n_groups, client=client)
@@ -129,6 +138,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
                          "sizes, and epochs that each touch one layer's items")
     elif not use_dw and oracle != "dense":
         tr.events = choose_event_oracle(p, force=oracle == "events")
+    if reuse is not None:
+        reuse.update(instance=inst, problem=p, key=key, oracle=tr.events)
     y0 = space.join(lam0, mu0)
     interrupted = False
     try:
@@ -179,7 +190,7 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
 
 def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, iterations: int = 300,
                      master: str = "auto", progress=None, prices=None,
-                     stop_on_interrupt: bool = False, client=None):
+                     stop_on_interrupt: bool = False, client=None, reuse: dict | None = None):
     """The Lagrangian bound as a :class:`hetkv_opt.result.SolveResult` (``bound_only``).
 
     ``details["lagrangian"]`` holds the optimiser's counters (JSON-ready); the
@@ -199,7 +210,8 @@ def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, itera
     try:
         bound, cert = lagrangian_bound(inst, iterations=iterations, time_limit_s=time_limit_s,
                                        master=master, progress=progress, prices=prices,
-                                       stop_on_interrupt=stop_on_interrupt, client=client)
+                                       stop_on_interrupt=stop_on_interrupt, client=client,
+                                       reuse=reuse)
     except ValueError as exc:
         if str(exc).startswith("infeasible"):
             return finish(inst, METHOD, status="infeasible", bounds=bounds, t_start=t_start, message=str(exc))
