@@ -270,10 +270,19 @@ def test_solve_picks_by_layer_for_sharded_instances_when_asked(tmp_path):
     # small sharded instances are solved whole by default
     d = json.loads(hetkv("solve", path, "-t", "20", "-q", "-f", "json").stdout)
     assert not d["message"].startswith("by layer")
+    # an NPZ goes by layer through a temporary sharded copy (removed afterwards)
     npz = tmp_path / "inst.npz"
     from hetkv_opt.io.files import save_instance
     save_instance(inst, npz)
-    assert_one_line_error(hetkv("solve", npz, "--by-layer", check_rc=None), "--by-layer")
+    proc = hetkv("solve", npz, "--by-layer", "-t", "20", "-f", "json")
+    d2 = json.loads(proc.stdout)
+    assert d2["message"].startswith("by layer") and "shard it by layer" in proc.stderr
+    assert d2["instance_sha256"] == instance_hash(inst)
+    assert d2["total_time_s"] == pytest.approx(evaluate(inst, load_schedule(out)).total_time_s,
+                                               rel=1e-12)
+    js = tmp_path / "inst.json"
+    save_instance(inst, js)
+    assert_one_line_error(hetkv("solve", js, "--by-layer", check_rc=None), "--by-layer")
     assert_one_line_error(hetkv("solve", path, "--by-layer", "-m", "milp", check_rc=None),
                           "--by-layer")
 

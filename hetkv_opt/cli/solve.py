@@ -37,7 +37,7 @@ def solve(
     workers: Optional[int] = typer.Option(None, "--workers", help="Run the bound's layer parts on this many local Dask workers (the dask extra; layered instances)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler instead of local workers."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A schedule file to start the MILP from."),
-    by_layer: Optional[bool] = typer.Option(None, "--by-layer/--whole", help="A sharded instance (.hetkv) one layer at a time (default for auto above 2e7 reads) or held whole."),
+    by_layer: Optional[bool] = typer.Option(None, "--by-layer/--whole", help="Solve one layer at a time (auto on a layered .hetkv, or .npz through a temporary sharded copy; the default above 2e7 reads) or hold the instance whole."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="HiGHS's log on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ):
@@ -113,10 +113,14 @@ BY_LAYER_MIN_READS = 20_000_000
 
 def _use_by_layer(path: Path, method: str, choice: Optional[bool]) -> bool:
     from hetkv_opt.io.shards import is_sharded_path, open_sharded
+    from hetkv_opt.io.summary import npz_read_count
+    if choice is not False and method == "auto" and path.suffix.lower() == ".npz":
+        n = npz_read_count(path)          # a large NPZ goes by layer through a sharded copy
+        return bool(choice) or (n is not None and n > BY_LAYER_MIN_READS)
     if choice is False or not is_sharded_path(path):
         if choice:
-            fail(f"option '--by-layer': {path} is not a sharded instance (.hetkv); "
-                 f"'hetkv convert' makes one")
+            fail(f"option '--by-layer': {path} is not a sharded instance (.hetkv) or an "
+                 f"instance .npz")
         return False
     if method != "auto":
         if choice:
@@ -134,16 +138,32 @@ def _solve_by_layer(path: Path, time_limit, out_path, fmt, quiet) -> None:
     from hetkv_opt.io.files import save_schedule
     from hetkv_opt.io.shards import open_sharded
     from hetkv_opt.methods.by_layer import solve_by_layer
+    import shutil
+    import tempfile
     progress_cb, stop = _progress(time_limit, enabled=not quiet)
+    limit = deadline(time_limit)
+    scratch = None
     try:
+        if path.suffix.lower() == ".npz":
+            # streamed into a sharded copy next to nothing the user owns, removed at the end
+            from hetkv_opt.io.reshard import npz_to_sharded
+            scratch = Path(tempfile.mkdtemp(prefix="hetkv-by-layer-"))
+            t0 = time.perf_counter()
+            npz_to_sharded(path, scratch / "instance.hetkv", compresslevel=1)
+            say(f"{path}: {time.perf_counter() - t0:.1f} s to shard it by layer (a temporary "
+                f"copy; 'hetkv convert' keeps one)")
+            path = scratch / "instance.hetkv"
         sha = open_sharded(path).manifest["instance_sha256"]
-        res = solve_by_layer(path, time_limit_s=deadline(time_limit), progress=progress_cb)
+        res = solve_by_layer(path, time_limit_s=limit, progress=progress_cb)
     except ModelError as exc:
         stop()
         fail(str(exc))
     except KeyboardInterrupt:
         stop()
         exit_interrupted("interrupted: the by-layer solve keeps no partial schedule")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     stop()
     if out_path is not None and res.schedule is not None:
         try:

@@ -311,26 +311,24 @@ def _diagnose(zf: zipfile.ZipFile, kind: str, st: Instance, n: int) -> None:
     decrease, dup = False, None
     prev = None
     base = 0
-
-    def note(check: str, mask: np.ndarray, field: str, text: Callable[[int], str]) -> None:
-        if check not in first:
-            bad = np.flatnonzero(mask)
-            if bad.size:
-                first[check] = (field, text(int(bad[0])))
-
     for e, i, b in _columns(zf, kind, n):
-        note("epoch", (e < 0) | (e >= E), f"{kind}.epoch",
-             lambda k: f"entry {base + k}: epoch {e[k]} outside 0..{E - 1}")
-        note("item", (i < 0) | (i >= N), f"{kind}.item",
-             lambda k: f"entry {base + k}: item {i[k]} outside 0..{N - 1}")
-        note("positive", b <= 0, f"{kind}.bytes", lambda k: f"entry {base + k}: {b[k]} bytes, must be > 0")
+        ic = np.clip(i, 0, N - 1)        # only looked at when every item is in range
+        checks = (
+            ("epoch", (e < 0) | (e >= E), f"{kind}.epoch", "entry {at}: epoch {e} outside 0..%d" % (E - 1)),
+            ("item", (i < 0) | (i >= N), f"{kind}.item", "entry {at}: item {i} outside 0..%d" % (N - 1)),
+            ("positive", b <= 0, f"{kind}.bytes", "entry {at}: {b} bytes, must be > 0"),
+            ("size", b > size[ic], f"{kind}.bytes", "entry {at}: {b} bytes of item {i} exceed its size {size}"),
+            ("life", (e < birth[ic]) | (e >= death[ic]), f"{kind}.epoch",
+             "entry {at}: item {i} is accessed at epoch {e} outside its life [{birth}, {death})"),
+        )
+        for check, mask, field, text in checks:
+            if check not in first:
+                bad = np.flatnonzero(mask)
+                if bad.size:
+                    k = int(bad[0])
+                    first[check] = (field, text.format(at=base + k, e=e[k], i=i[k], b=b[k], size=size[ic[k]],
+                                                       birth=birth[ic[k]], death=death[ic[k]]))
         total += float(np.sum(b, dtype=np.float64))
-        ic = np.clip(i, 0, N - 1)        # only read when every item is in range
-        note("size", b > size[ic], f"{kind}.bytes",
-             lambda k: f"entry {base + k}: {b[k]} bytes of item {i[k]} exceed its size {size[i[k]]}")
-        note("life", (e < birth[ic]) | (e >= death[ic]), f"{kind}.epoch",
-             lambda k: f"entry {base + k}: item {i[k]} is accessed at epoch {e[k]} outside its "
-                       f"life [{birth[i[k]]}, {death[i[k]]})")
         ee = e if prev is None else np.concatenate([[prev[0]], e])
         ii = i if prev is None else np.concatenate([[prev[1]], i])
         de, di = ee[1:] - ee[:-1], ii[1:] - ii[:-1]

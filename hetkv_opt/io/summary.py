@@ -91,6 +91,18 @@ class _Fallback(Exception):
     """The file is not in the form the streaming summary reads."""
 
 
+def npz_read_count(path: str | os.PathLike) -> int | None:
+    """The length of an instance NPZ's read list from its member header alone (None when
+    the file is not an NPZ of that form): a cheap size check before loading anything."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            fh, n = _member(zf, "reads.epoch")
+            fh.close()
+            return n
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, _Fallback):
+        return None
+
+
 def _member(zf: zipfile.ZipFile, name: str):
     """An open ``.npy`` member of a 1-D little-endian int64 array, and its length."""
     fh = zf.open(f"{name}.npy")
