@@ -301,3 +301,38 @@ def test_the_bound_reuses_its_prepared_oracle_across_calls():
     other = _paper(layers=2, steps=10)
     lagrangian_bound(other, iterations=5, oracle="layers", master="bundle", reuse=cache)
     assert cache["instance"] is other and cache["oracle"] is not oracle
+
+
+def test_evaluate_on_a_sharded_folder_goes_by_layer_and_agrees(tmp_path):
+    from cli_helpers import assert_one_line_error, hetkv
+    import json
+    from hetkv_opt.io.files import save_schedule
+    from hetkv_opt.methods.by_layer import evaluate_sharded
+    from hetkv_opt.methods.split import balanced_placement
+    from hetkv_opt.model.schedule import Schedule
+    inst = _paper(layers=3, steps=12, hbm_kv_fraction=0.2)
+    path = _sharded(tmp_path, inst)
+    # a schedule that moves items (so copies land in other layers' epochs)
+    rng = np.random.default_rng(0)
+    rho = np.full((inst.num_items, inst.num_epochs), 1, np.int64)
+    free = np.flatnonzero(inst.pinned_tier < 0)
+    for i in rng.choice(free, size=min(6, free.size), replace=False):
+        a = int(rng.integers(inst.birth[i], inst.death[i]))
+        rho[i, a:a + 5] = 0
+    rho[inst.pinned_tier >= 0] = inst.pinned_tier[inst.pinned_tier >= 0, None]
+    moving = schedule_from_residency(inst, rho)
+    for sched in (moving, balanced_placement(inst)):
+        whole = evaluate(inst, sched)
+        ev, why = evaluate_sharded(path, sched)
+        assert why is None
+        assert ev.total_time_s == whole.total_time_s and ev.feasible == whole.feasible
+        assert np.array_equal(ev.epoch_time_s, whole.epoch_time_s)
+        assert ev.num_moves == whole.num_moves and ev.violations == whole.violations
+    f = tmp_path / "s.json"
+    save_schedule(moving, f)
+    d = json.loads(hetkv("evaluate", path, f, "-f", "json",
+                         check_rc=None if not evaluate(inst, moving).feasible else 0).stdout)
+    assert d["total_time_s"] == pytest.approx(evaluate(inst, moving).total_time_s, rel=1e-15)
+    other = Schedule("someone-else", moving.item, moving.epoch, moving.tier)
+    save_schedule(other, f)
+    assert_one_line_error(hetkv("evaluate", path, f, check_rc=None), "someone-else")

@@ -251,24 +251,35 @@ def evaluate(
     from hetkv_opt.model.evaluate import evaluate as run_eval
     from hetkv_opt.model.evaluate import schedule_mismatch
     from hetkv_opt.io.files import load_schedule
-    inst = load_instance(instance)
+    from hetkv_opt.io.shards import is_sharded_path
     try:
         sch = load_schedule(schedule)
     except ModelError as exc:
         fail(str(exc))
-    why = schedule_mismatch(inst, sch)
+    if is_sharded_path(instance):
+        # one layer at a time: the same score as on the whole instance, in a layer's memory
+        from hetkv_opt.methods.by_layer import evaluate_sharded
+        try:
+            ev, why = evaluate_sharded(instance, sch)
+        except ModelError as exc:
+            fail(str(exc))
+        name = sch.instance
+    else:
+        inst = load_instance(instance)
+        why = schedule_mismatch(inst, sch)
+        ev = None if why else run_eval(inst, sch)
+        name = inst.name
     if why:
         fail(f"{schedule}: {why} ({instance})")
-    ev = run_eval(inst, sch)
     d = ev.summary()
-    d["instance"] = inst.name
+    d["instance"] = name
     if per_epoch:
         d["epoch_time_s"] = ev.epoch_time_s.tolist()
         d["binding"] = list(ev.binding)
     if fmt == Format.json:
         emit_json(d)
     else:
-        t = Table(title=f"hetkv evaluate: {inst.name}", show_header=False)
+        t = Table(title=f"hetkv evaluate: {name}", show_header=False)
         t.add_column("what", style="bold")
         t.add_column("value")
         t.add_row("feasible", "yes" if d["feasible"] else "NO")

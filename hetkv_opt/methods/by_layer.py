@@ -28,7 +28,7 @@ from hetkv_opt.deadline import Deadline
 from hetkv_opt.io.shards import open_sharded
 from hetkv_opt.methods.split import balanced_placement, out_of_scope
 from hetkv_opt.methods.starts import placement_schedule
-from hetkv_opt.model.evaluate import score, traffic
+from hetkv_opt.model.evaluate import broken, score, traffic
 from hetkv_opt.model.schedule import Schedule, check_structure
 from hetkv_opt.result import SolveResult, finish
 
@@ -134,4 +134,44 @@ def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
                           f"from the aggregate line")
 
 
-__all__ = ["capacity_shares", "solve_by_layer"]
+def evaluate_sharded(path, schedule: Schedule):
+    """The evaluation of a whole-instance ``schedule`` on a sharded folder, one layer at a
+    time: each layer's entries are checked against the layer (:func:`check_structure`)
+    and its traffic kept; the sum is scored once (:func:`~hetkv_opt.model.evaluate.score`),
+    which is what :func:`~hetkv_opt.model.evaluate.evaluate` gives on the whole instance.
+
+    Returns ``(evaluation, mismatch)``: ``mismatch`` says in words why the schedule cannot
+    be for this instance (then ``evaluation`` is None).
+    """
+    sh = open_sharded(path)
+    tpl = sh.template()
+    N, E, K = sh.manifest["items"]["count"], tpl.num_epochs, tpl.num_tiers
+    if schedule.instance != tpl.name:
+        return None, f"the schedule is for instance '{schedule.instance}', not '{tpl.name}'"
+    for arr, what, n in ((schedule.item, "items", N), (schedule.epoch, "epochs", E),
+                         (schedule.tier, "tiers", K)):
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+            return None, (f"the schedule uses {what} up to {int(arr.max())}, the instance has "
+                          f"{n} {what}: it was made for another instance")
+    if int(np.unique(schedule.item).size) != N:
+        return None, (f"the schedule places {int(np.unique(schedule.item).size)} items, the "
+                      f"instance has {N} items: it was made for another instance")
+    total, problems = None, []
+    for layer in sh.layers:
+        part = sh.load_part(layer)
+        inst = part.instance
+        keep = np.isin(schedule.item, part.items)
+        local = Schedule(inst.name, np.searchsorted(part.items, schedule.item[keep]),
+                         schedule.epoch[keep], schedule.tier[keep])
+        found = check_structure(inst, local)
+        if found:
+            problems += [f"layer {layer}: {p}" for p in found]
+            continue
+        tr = traffic(inst, local)
+        total = tr if total is None else total + tr
+    if problems:
+        return broken(tpl, problems), None
+    return score(tpl, [total]), None
+
+
+__all__ = ["capacity_shares", "evaluate_sharded", "solve_by_layer"]

@@ -81,7 +81,7 @@ def _num(x):
     return x if np.isfinite(x) else None
 
 
-def _broken(instance: Instance, problems: list[str]) -> Evaluation:
+def broken(instance: Instance, problems: list[str]) -> Evaluation:
     K, E = instance.num_tiers, instance.num_epochs
     z = np.zeros((K, E))
     return Evaluation(False, problems, float("nan"), np.full(E, np.nan), [""] * E,
@@ -156,7 +156,7 @@ def evaluate(instance: Instance, schedule: Schedule) -> Evaluation:
     """
     problems = check_structure(instance, schedule)
     if problems:
-        return _broken(instance, problems)
+        return broken(instance, problems)
     return score(instance, [traffic(instance, schedule)])
 
 
