@@ -336,3 +336,24 @@ def test_evaluate_on_a_sharded_folder_goes_by_layer_and_agrees(tmp_path):
     other = Schedule("someone-else", moving.item, moving.epoch, moving.tier)
     save_schedule(other, f)
     assert_one_line_error(hetkv("evaluate", path, f, check_rc=None), "someone-else")
+
+
+def test_by_layer_is_the_default_only_for_large_layered_instances(tmp_path, monkeypatch):
+    from hetkv_opt.cli import solve as cli_solve
+    from hetkv_opt.io.files import save_instance
+    monkeypatch.setattr(cli_solve, "BY_LAYER_MIN_READS", 10)
+    layered = _paper(layers=2, steps=8)
+    flat = drift_instance(blocks=16, steps=8, seed=0)
+    for inst, want in ((layered, True), (flat, False)):
+        npz = tmp_path / f"{inst.name}.npz"
+        save_instance(inst, npz)
+        assert cli_solve._use_by_layer(npz, "auto", None) is want     # by size and layers
+        assert cli_solve._use_by_layer(npz, "milp", None) is False    # auto only
+        assert cli_solve._use_by_layer(npz, "auto", False) is False   # --whole
+        assert cli_solve._use_by_layer(npz, "auto", True) is True     # --by-layer
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    path = _sharded(folder, layered)
+    assert cli_solve._use_by_layer(path, "auto", None) is True
+    monkeypatch.setattr(cli_solve, "BY_LAYER_MIN_READS", 10 ** 9)
+    assert cli_solve._use_by_layer(path, "auto", None) is False       # small: held whole

@@ -103,6 +103,20 @@ def npz_read_count(path: str | os.PathLike) -> int | None:
         return None
 
 
+def npz_layer_count(path: str | os.PathLike) -> int:
+    """The number of distinct non-negative ``layer`` labels of an instance NPZ's items (0
+    when it has none, or is not an NPZ of that form), from that member alone."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            with zf.open("items.layer.npy") as fh:
+                lab = np.lib.format.read_array(fh, allow_pickle=False)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return 0
+    if lab.ndim != 1 or lab.dtype.kind not in "iu":
+        return 0
+    return int(np.unique(lab[lab >= 0]).size)
+
+
 def _member(zf: zipfile.ZipFile, name: str):
     """An open ``.npy`` member of a 1-D little-endian int64 array, and its length."""
     fh = zf.open(f"{name}.npy")
