@@ -264,16 +264,42 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         return
     if too_dense(inst, "large-neighbourhood search"):
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
-    elif book.best is not None and not dl.expired(1.0):
-        with book.phase("lns") as ph:
-            stats: dict = {}
-            improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
-                    on_better=lambda s, T: book.offer(s, "lns"), info=stats)
-            ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
-            details["lns"] = stats
-            _stop_if_interrupted(ph, stats)
-    if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
-        _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+        if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
+            _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+        return
+    # the rest of the time: search and bound again while either still gains (the bound's
+    # runs stop at their call limit, so a long budget would otherwise end early)
+    for _ in range(MAX_REFINE_ROUNDS):
+        before = (book.best_s, book.bound_s)
+        if book.best is not None and not dl.expired(1.0):
+            with book.phase("lns") as ph:
+                stats: dict = {}
+                improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
+                        on_better=lambda s, T: book.offer(s, "lns"), info=stats)
+                ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
+                details["lns"] = _merge_counts(details.get("lns"), stats)
+                _stop_if_interrupted(ph, stats)
+        if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
+            _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+        if book.closed(tol) or dl.expired(2.0) or (book.best_s, book.bound_s) == before:
+            return
+
+
+#: at most this many rounds of (LNS, Lagrangian) in the scale phase
+MAX_REFINE_ROUNDS = 20
+
+
+def _merge_counts(old: dict | None, new: dict) -> dict:
+    """LNS counters over several runs: windows and improvements add up, the first start
+    and the last end are kept."""
+    if not old:
+        return dict(new)
+    out = dict(new)
+    for k in ("windows", "improved"):
+        out[k] = old.get(k, 0) + new.get(k, 0)
+    if "start_s" in old:
+        out["start_s"] = old["start_s"]
+    return out
 
 
 def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterations: int = 300,
