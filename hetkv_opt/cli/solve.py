@@ -54,6 +54,9 @@ def solve(
     if out_path is not None:
         check_output_path(out_path, inputs=[instance, warm_start], suffixes=(".json", ".npz"))
     if _use_by_layer(instance, method.value, by_layer):
+        if cfg.workers or cfg.scheduler:
+            say("note: --workers/--scheduler are not used one layer at a time (the by-layer "
+                "path places each layer by the split heuristic; its bound is the aggregate line)")
         _solve_by_layer(instance, time_limit, out_path, fmt, quiet)
         return
     inst = load_instance(instance)
