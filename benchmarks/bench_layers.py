@@ -19,9 +19,11 @@ import resource
 import statistics
 import time
 
+import numpy as np
+
 from hetkv_opt.bounds.lagrangian import lagrangian_bound
 from hetkv_opt.bounds.lagrangian.master import initial_prices
-from hetkv_opt.bounds.lagrangian.parts import PartGroup, PartsOracle
+from hetkv_opt.bounds.lagrangian.parts import PartGroup, slim
 from hetkv_opt.bounds.lagrangian.problem import prepare, tier_prices
 from hetkv_opt.cluster import open_client
 from hetkv_opt.io.files import load_instance
@@ -57,9 +59,7 @@ def main() -> None:
     lam, mu = initial_prices(p)
     prices = tier_prices(p, lam, mu)
     # one layer's shortest paths, each layer on its own (what one worker per layer does)
-    import numpy as np
     sizes = np.unique(p.s)
-    from hetkv_opt.bounds.lagrangian.parts import slim
     base = slim(p)
     per_layer = []
     build = []

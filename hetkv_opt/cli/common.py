@@ -22,6 +22,7 @@ import math
 import os
 import signal
 import sys
+import time
 import tempfile
 from enum import Enum
 from pathlib import Path
@@ -274,6 +275,32 @@ def fmt_pct(x) -> str:
     return "-" if x is None else f"{100 * x:.3f} %"
 
 
+def count_progress(what: str, unit: str, enabled: bool):
+    """A progress bar of ``done / total`` on stderr (only on a terminal): ``(callback(done,
+    total), stop)``; for long builds (``generate``, ``convert``)."""
+    if not enabled or not err.is_terminal:
+        return None, (lambda: None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    prog = Progress(TextColumn(f"[bold]{what}[/] {unit}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+    state = {"task": None, "last": 0.0}
+
+    def cb(done: int, total: int):
+        now = time.monotonic()
+        if state["task"] is None:
+            prog.start()
+            state["task"] = prog.add_task("", total=total)
+        if now - state["last"] >= 0.2 or done == total:
+            state["last"] = now
+            prog.update(state["task"], completed=done)
+
+    def stop():
+        if state["task"] is not None:
+            prog.stop()
+    return cb, stop
+
+
 def config_from_options(preset: Optional[str], gap: Optional[float], threads: Optional[int],
                         seed: Optional[int], workers: Optional[int] = None,
                         scheduler: Optional[str] = None):
@@ -303,7 +330,7 @@ def config_from_options(preset: Optional[str], gap: Optional[float], threads: Op
         fail(str(exc))
 
 
-__all__ = ["Format", "check_output_path", "check_time_limit", "config_from_options", "deadline",
+__all__ = ["Format", "check_output_path", "check_time_limit", "config_from_options", "count_progress", "deadline",
            "emit_json", "err", "exit_interrupted", "fail", "fmt_pct", "fmt_s",
            "install_signal_handlers", "interrupt_exit_code", "interrupted_by", "interruption_reported",
            "load_instance",

@@ -6,12 +6,11 @@ Added to the main app by :func:`register`; the work is :func:`hetkv_opt.io.resha
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
 
-from hetkv_opt.cli.common import Format, check_output_path, emit_json, err, fail
+from hetkv_opt.cli.common import Format, check_output_path, count_progress, emit_json, err, fail
 from hetkv_opt.model.instance import ModelError
 
 _FORMS = (".json", ".npz", ".hetkv")
@@ -37,7 +36,7 @@ def convert(
         fail(f"option '--compress-level': must be 0..9, got {compress_level}")
     check_output_path(target, inputs=[source], option="")
     from hetkv_opt.io.reshard import convert_instance
-    progress, stop = _build_progress(enabled=not quiet)
+    progress, stop = count_progress("convert", "accesses", enabled=not quiet)
     try:
         d = convert_instance(source, target, compresslevel=compress_level, progress=progress)
     except ModelError as exc:
@@ -53,31 +52,6 @@ def convert(
     how = "streamed" if d["streamed"] else "loaded whole"
     err.print(f"wrote {target}: {d['items']} items x {d['epochs']} epochs, {d['reads']} reads, "
               f"{d['writes']} writes{shards} ({how})", soft_wrap=True, markup=False, highlight=False)
-
-
-def _build_progress(enabled: bool):
-    """A progress bar of the accesses converted, on stderr (only on a terminal)."""
-    if not enabled or not err.is_terminal:
-        return None, (lambda: None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    prog = Progress(TextColumn("[bold]convert[/] accesses"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, transient=True)
-    state = {"task": None, "last": 0.0}
-
-    def cb(done: int, total: int):
-        now = time.monotonic()
-        if state["task"] is None:
-            prog.start()
-            state["task"] = prog.add_task("", total=total)
-        if now - state["last"] >= 0.2 or done == total:
-            state["last"] = now
-            prog.update(state["task"], completed=done)
-
-    def stop():
-        if state["task"] is not None:
-            prog.stop()
-    return cb, stop
 
 
 def register(app: typer.Typer) -> None:

@@ -6,13 +6,12 @@ become generator parameters in :mod:`hetkv_opt.workloads.options`.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from hetkv_opt.cli.common import Format, check_output_path, emit_json, err, fail
+from hetkv_opt.cli.common import Format, check_output_path, count_progress, emit_json, err, fail
 from hetkv_opt.model.instance import ModelError
 
 
@@ -92,7 +91,7 @@ def generate(
             sparsity=sparsity, phi=phi, persistence=persistence, sinks=sinks, recent=recent,
             variation=variation, rule=rule, weights=weights, experts=experts,
             compute_floor=compute_floor, hbm_fraction=hbm_fraction, mode=mode)
-        progress, stop = _build_progress(enabled=not quiet)
+        progress, stop = count_progress("generate", "steps", enabled=not quiet)
         try:
             d = write_workload(out_path, wp, name=name, progress=progress, compresslevel=compress_level)
         finally:
@@ -108,30 +107,6 @@ def generate(
     else:
         err.print(f"wrote {out_path}: {d['requests']} request(s), {d['layers']} layers, {d['items']} items x "
                   f"{d['epochs']} epochs, {d['reads']} reads, {d['writes']} writes", soft_wrap=True)
-
-
-def _build_progress(enabled: bool):
-    """A progress bar on stderr for long builds (only on a terminal)."""
-    if not enabled or not err.is_terminal:
-        return None, (lambda: None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    prog = Progress(TextColumn("[bold]generate[/] steps"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
-    state = {"task": None, "last": 0.0}
-
-    def cb(done: int, total: int):
-        now = time.monotonic()
-        if state["task"] is None:
-            prog.start()
-            state["task"] = prog.add_task("", total=total)
-        if now - state["last"] >= 0.2 or done == total:
-            state["last"] = now
-            prog.update(state["task"], completed=done)
-
-    def stop():
-        if state["task"] is not None:
-            prog.stop()
-    return cb, stop
 
 
 def _generate_drift(out_path: Path, params, *, name, fmt) -> None:

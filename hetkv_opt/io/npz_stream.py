@@ -284,12 +284,19 @@ def stream_instance(inst: Instance, path: str | os.PathLike, epochs_per_chunk: i
     Mostly for tests and for converting; ``save_instance`` is simpler when the instance
     fits in memory twice.
     """
+    return write_through(NpzInstanceWriter, inst, path, epochs_per_chunk, compresslevel)
+
+
+def write_through(writer_cls, inst: Instance, path: str | os.PathLike, epochs_per_chunk: int,
+                  compresslevel: int) -> str:
+    """Feed an in-memory instance to a streaming writer (this module's, or the sharded
+    one) in chunks of ``epochs_per_chunk`` epochs; returns the writer's hash."""
     items = {k: getattr(inst, k) for k in ("size_bytes", "birth", "death", "pinned_tier", "initial_tier")}
     items.update(inst.item_labels)
     epochs = {"min_time_s": inst.min_time_s, **inst.epoch_labels}
-    with NpzInstanceWriter(path, name=inst.name, tiers=inst.tiers, num_epochs=inst.num_epochs,
-                           items=items, epochs=epochs, mode=inst.mode, metadata=inst.metadata,
-                           compresslevel=compresslevel) as w:
+    with writer_cls(path, name=inst.name, tiers=inst.tiers, num_epochs=inst.num_epochs,
+                    items=items, epochs=epochs, mode=inst.mode, metadata=inst.metadata,
+                    compresslevel=compresslevel) as w:
         for kind, (e, i, b) in (("reads", (inst.read_epoch, inst.read_item, inst.read_bytes)),
                                 ("writes", (inst.write_epoch, inst.write_item, inst.write_bytes))):
             cuts = np.searchsorted(e, np.arange(0, inst.num_epochs + epochs_per_chunk, epochs_per_chunk))
@@ -299,4 +306,4 @@ def stream_instance(inst: Instance, path: str | os.PathLike, epochs_per_chunk: i
     return w.sha256
 
 
-__all__ = ["NpzInstanceWriter", "check_chunk", "static_instance", "stream_instance"]
+__all__ = ["NpzInstanceWriter", "check_chunk", "static_instance", "stream_instance", "write_through"]

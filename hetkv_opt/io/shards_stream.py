@@ -41,7 +41,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from hetkv_opt.io.formats import _instance_arrays, hash_array
-from hetkv_opt.io.npz_stream import check_chunk, static_instance
+from hetkv_opt.io.npz_stream import check_chunk, static_instance, write_through
 from hetkv_opt.io.shards_write import (_CHUNK, Chunks, _check_target, commit_folder, layer_groups,
                                        shard_entry, shard_file_name, shard_header, static_members,
                                        temp_folder, write_epochs_file, write_manifest, write_npz)
@@ -312,19 +312,7 @@ def stream_sharded(inst: Instance, path: str | os.PathLike, epochs_per_chunk: in
     """Write an in-memory instance through :class:`ShardedInstanceWriter` (returns its
     hash); for tests and converting (:func:`~hetkv_opt.io.shards.save_sharded` is the
     same folder without the spools)."""
-    items = {k: getattr(inst, k) for k in ("size_bytes", "birth", "death", "pinned_tier", "initial_tier")}
-    items.update(inst.item_labels)
-    epochs = {"min_time_s": inst.min_time_s, **inst.epoch_labels}
-    with ShardedInstanceWriter(path, name=inst.name, tiers=inst.tiers, num_epochs=inst.num_epochs,
-                               items=items, epochs=epochs, mode=inst.mode, metadata=inst.metadata,
-                               compresslevel=compresslevel) as w:
-        for kind, (e, i, b) in (("reads", (inst.read_epoch, inst.read_item, inst.read_bytes)),
-                                ("writes", (inst.write_epoch, inst.write_item, inst.write_bytes))):
-            cuts = np.searchsorted(e, np.arange(0, inst.num_epochs + epochs_per_chunk, epochs_per_chunk))
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
-                if hi > lo:
-                    w._add(kind, e[lo:hi], i[lo:hi], b[lo:hi])
-    return w.sha256
+    return write_through(ShardedInstanceWriter, inst, path, epochs_per_chunk, compresslevel)
 
 
 __all__ = ["ShardedInstanceWriter", "stream_sharded"]

@@ -237,7 +237,6 @@ def score(instance: Instance, pieces) -> Evaluation:
     total = None
     for piece in pieces:
         total = piece if total is None else total + piece
-    K, E = instance.num_tiers, instance.num_epochs
     occupancy = total.occupancy
     violations: list[str] = []
     for k, tier in enumerate(instance.tiers):

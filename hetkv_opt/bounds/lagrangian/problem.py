@@ -97,7 +97,6 @@ def prepare(inst: Instance) -> Problem:
     for j, (_, k, rate, r, w, ci, co) in enumerate(terms):
         c = 1.0 / (rate * t0)
         CR[j, k], CW[j, k], CI[j, k], CO[j, k] = c * r, c * w, c * ci, c * co
-    size = inst.size_bytes.astype(float)
     rb_all, wb_all = inst.read_bytes.astype(float), inst.write_bytes.astype(float)
     pin_r, pin_w = inst.pinned_tier[inst.read_item], inst.pinned_tier[inst.write_item]
     Rtot = inst.reads_per_epoch_bytes()
