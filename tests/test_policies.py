@@ -494,3 +494,113 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path):
     proc = hetkv("simulate", ROOT / "instances" / "drift-32x16.json", "-p", "overfill",
                  prelude=f"exec(open({str(code_path)!r}).read()); ", check_rc=None)
     assert_one_line_error(proc, "policy overfill, epoch 0: tier hbm would hold")
+
+
+# --- the engine's incremental state and change-list decisions -------------------------------
+
+def _reserve_ahead_direct(inst, e):
+    """reserve_ahead by its definition: max over t > e of what forced items born after e
+    need at t (pinned: on [birth, death); initial tier: at birth)."""
+    K, E = inst.num_tiers, inst.num_epochs
+    need = np.zeros((K, E))
+    for i in range(inst.num_items):
+        b = int(inst.birth[i])
+        if b <= e:
+            continue
+        if inst.pinned_tier[i] >= 0:
+            need[inst.pinned_tier[i], b:inst.death[i]] += inst.size_bytes[i]
+        elif inst.initial_tier[i] >= 0:
+            need[inst.initial_tier[i], b] += inst.size_bytes[i]
+    out = need[:, e + 1:].max(axis=1) if e + 1 < E else np.zeros(K)
+    if inst.mode == "inclusive":
+        out[1] = 0.0
+    return out
+
+
+def test_reserve_ahead_table_matches_its_definition():
+    from hetkv_opt.policies.run import _Run
+    checked = 0
+    for seed in range(150):
+        inst = random_instance(seed, min_pinned=1, min_initial=1)
+        run = _Run(inst, get_policy("static"))
+        for e in range(inst.num_epochs):
+            np.testing.assert_array_equal(run.reserve_ahead(e), _reserve_ahead_direct(inst, e))
+            checked += 1
+    assert checked > 300
+
+
+@dataclass
+class _AsMoves(Policy):
+    """Another policy's decisions, handed over as change lists."""
+    inner: str = "lru"
+
+    def decide(self, view):
+        from hetkv_opt.policies import Moves
+        if not hasattr(self, "_p"):
+            self._p = get_policy(self.inner)
+        next_tier, born_tier = self._p.decide(view)
+        cur = np.array(view.residency)
+        cur[view.born] = born_tier
+        nt = np.asarray(next_tier)
+        ch = np.flatnonzero(np.asarray(view.alive_next) & (nt >= 0) & (nt != cur))
+        # shuffled, with no-op entries and entries for items not alive at e + 1
+        extra = np.flatnonzero(~np.asarray(view.alive_next))[:2]
+        same = np.flatnonzero(np.asarray(view.alive_next) & (nt == cur))[:2]
+        items = np.concatenate([ch, extra, same])[::-1]
+        tiers = np.concatenate([nt[ch], np.zeros(extra.size, np.int64), cur[same]])[::-1]
+        return Moves(items, tiers, born_tier)
+
+
+@pytest.mark.parametrize("inner", ["lru", "reactive", "page", "balance"])
+def test_change_lists_give_the_same_schedule_as_full_decisions(inner):
+    moved = 0
+    for inst in random_ones(25) + [drift_instance(blocks=40, steps=24, seed=5),
+                                   drift_instance(blocks=30, steps=16, mode="inclusive",
+                                                  seed=6)]:
+        full = simulate(inst, get_policy(inner))
+        moves = simulate(inst, _AsMoves(inner))
+        assert moves.status == full.status == "feasible"
+        assert moves.total_time_s == full.total_time_s
+        a, b = full.schedule, moves.schedule
+        np.testing.assert_array_equal(a.item, b.item)
+        np.testing.assert_array_equal(a.epoch, b.epoch)
+        np.testing.assert_array_equal(a.tier, b.tier)
+        moved += moves.details["num_moves"]
+    assert moved > 0
+
+
+@dataclass
+class _BadMoves(Policy):
+    how: str = "dup"
+
+    def decide(self, view):
+        from hetkv_opt.policies import Moves
+        born = np.asarray(view.forced_birth_tier)[view.born].copy()
+        born[born < 0] = view.num_tiers - 1
+        if self.how == "dup":
+            return Moves(np.array([0, 0]), np.array([0, 1]), born)
+        if self.how == "range":
+            return Moves(np.array([view.num_items]), np.array([0]), born)
+        if self.how == "float":
+            return Moves(np.array([0]), np.array([0.5]), born)
+        if self.how == "shape":
+            return Moves(np.array([0, 1]), np.array([0]), born)
+        if self.how == "tier":
+            alive = np.flatnonzero(view.alive_next)
+            return Moves(alive[:1], np.array([7]), born)
+        pinned = np.flatnonzero((np.asarray(view.pinned_tier) == 0)
+                                & np.asarray(view.alive_next))
+        return Moves(pinned[:1], np.array([1]), born)
+
+
+@pytest.mark.parametrize("how, words", [
+    ("dup", "lists item 0 twice"), ("range", "which does not exist"),
+    ("float", "must hold integers"), ("shape", "1-D arrays of one length"),
+    ("tier", "which does not exist (tiers 0..1)"), ("pin", "is pinned to tier")])
+def test_bad_change_lists_are_named(how, words):
+    inst = make_instance(name="m", size_bytes=[1, 1, 1], num_epochs=3, pinned_tier=[0, -1, -1],
+                         reads=([0, 1, 2], [0, 1, 2], [1, 1, 1]),
+                         tiers=[{"name": "hbm", "capacity_bytes": 3, "bandwidth_Bps": 4.0},
+                                {"name": "dram", "capacity_bytes": None, "bandwidth_Bps": 1.0}])
+    with pytest.raises(PolicyError, match=re.escape(words)):
+        simulate(inst, _BadMoves(how))

@@ -18,8 +18,8 @@ run one: docs/policies.md.
 3.5
 """
 
-from hetkv_opt.policies.base import (Accesses, Decision, FutureView, Policy, PolicyError,
-                                     ScoredPolicy, View, fill_by_score, policy_name)
+from hetkv_opt.policies.base import (Accesses, Decision, FutureView, Moves, Policy,
+                                     PolicyError, ScoredPolicy, View, fill_by_score, policy_name)
 from hetkv_opt.policies.registry import (PolicyInfo, PolicyLoadError, get_policy, list_policies,
                                          plugin_problems, policy_source, register_policy,
                                          resolve_policy, unregister_policy)
@@ -28,7 +28,7 @@ from hetkv_opt.policies.lookahead import ForecastPolicy
 from hetkv_opt.policies.run import PolicyOutOfTime, run_policy
 from hetkv_opt.policies.simulate import simulate
 
-__all__ = ["Accesses", "Decision", "ForecastPolicy", "FutureView", "Policy", "PolicyError",
+__all__ = ["Accesses", "Decision", "ForecastPolicy", "FutureView", "Moves", "Policy", "PolicyError",
            "PolicyInfo", "PolicyLoadError", "PolicyOutOfTime", "ScoredPolicy", "View", "fill_by_score",
            "get_policy", "list_policies", "plugin_problems", "policy_name", "policy_source",
            "register_policy", "resolve_policy", "run_policy", "simulate", "unregister_policy"]

@@ -117,6 +117,42 @@ class Decision(NamedTuple):
     born_tier: np.ndarray
 
 
+class Moves(NamedTuple):
+    """A decision given as a change list: only the items whose tier changes.
+
+    The same decision as a :class:`Decision` whose ``next_tier`` is the residency with
+    ``tiers`` written at ``items``; the simulator's own work per epoch is then in
+    proportion to the moves, the births and the reads of the epoch, not to the number
+    of items.
+
+    Attributes
+    ----------
+    items : ndarray of int, shape (M,)
+        Distinct items whose residency at epoch e + 1 is given (an item not alive at
+        e + 1 is ignored; an entry equal to the item's tier is no move).
+    tiers : ndarray of int, shape (M,)
+        Their tiers at e + 1 (inclusive mode: 0 = also has a tier-0 copy).
+    born_tier : ndarray of int, shape (len(view.born),)
+        Tier of each item born at e, at epoch e; items born at e that are not in
+        ``items`` stay there at e + 1.
+
+    Examples
+    --------
+    ``Moves.none(born_tier)`` is "no moves"; ``Moves(np.array([7]), np.array([0]),
+    born_tier)`` copies item 7 into tier 0 during e.
+    """
+
+    items: np.ndarray
+    tiers: np.ndarray
+    born_tier: np.ndarray
+
+    @staticmethod
+    def none(born_tier: np.ndarray) -> "Moves":
+        """No moves: every item keeps its tier; newborns take ``born_tier``."""
+        empty = np.zeros(0, np.int64)
+        return Moves(empty, empty, born_tier)
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.setflags(write=False)
@@ -501,9 +537,15 @@ class ScoredPolicy(Policy):
 
 
 def _prefix_within(weights: np.ndarray, budget: float) -> int:
-    """How many leading entries fit: largest n with sum(weights[:n]) <= budget."""
+    """How many leading entries fit: largest n with sum(weights[:n]) <= budget.
+
+    The weights are sizes: whole, non-negative bytes, whose sums are exact in float64
+    in any order, so when all of them fit the answer is their number without a running
+    sum."""
     if weights.size == 0:
         return 0
+    if weights.sum() <= budget:
+        return weights.size
     cum = np.cumsum(weights)
     return int(np.searchsorted(cum, budget, side="right"))
 
@@ -579,19 +621,23 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         used[1] = 0.0
     free -= used
 
-    # 2. rank the free items alive at e + 1 or born now
+    # 2. rank the free items alive at e + 1 or born now; rank[i] = i's place in order
     idx = np.flatnonzero((alive_next | is_born) & (pinned < 0))
-    cur_key = np.where(cur[idx] >= 0, cur[idx], K)
+    cur_key = cur[idx]
+    cur_key[cur_key < 0] = K
     order = idx[np.lexsort((idx, cur_key, -s[idx]))]
+    rank = np.empty(N, np.int64)
+    rank[order] = np.arange(order.size)
 
     # 3. target tiers for e + 1, tier by tier
     pin_next = alive_next & (pinned >= 0)
     budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) \
         - np.asarray(view.reserve_next_bytes)
     target = np.full(N, K - 1, np.int64)
+    size_next = np.where(alive_next, size, 0.0)
     rest = order
     for k in range(K - 1):
-        n = _prefix_within(np.where(alive_next[rest], size[rest], 0.0), budget[k])
+        n = _prefix_within(size_next[rest], budget[k])
         if k == 0 and fill == "share":
             if expected_reads is None:
                 raise PolicyError(view.policy_name, e, "fill='share' needs expected_reads")
@@ -612,7 +658,8 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         rest = rest[n:]
 
     # 4. place the free newborns (rank order): their target tier if it has room, else down
-    fnb = order[is_born[order] & (forced[order] < 0)]
+    fnb = born[forced[born] < 0]
+    fnb = fnb[np.argsort(rank[fnb])]          # in rank order (pinned newborns are not ranked)
     place = target[fnb].copy()
     if K > 1:
         place[(place == 0) & np.isneginf(s[fnb])] = 1   # -inf: does not deserve tier 0
@@ -629,7 +676,8 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
 
     # 5. moves towards the targets, admitted while the destination has room during e
     nxt = cur.copy()
-    mv = order[alive_next[order] & (target[order] != cur[order])]
+    mv = np.flatnonzero(alive_next & (target != cur) & (pinned < 0))
+    mv = mv[np.argsort(rank[mv])]             # in rank order
     dest = target[mv].copy()
     promote = dest < cur[mv]
     keep = ~(promote & np.isneginf(s[mv]))
@@ -672,5 +720,5 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     return Decision(nxt, born_tier)
 
 
-__all__ = ["Accesses", "Decision", "FILL_MODES", "FutureView", "Policy", "PolicyError",
+__all__ = ["Accesses", "Decision", "FILL_MODES", "FutureView", "Moves", "Policy", "PolicyError",
            "ScoredPolicy", "View", "fill_by_score", "policy_name"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hetkv_opt.model.evaluate import evaluate
-from hetkv_opt.policies.base import Decision, Policy, ScoredPolicy, View
+from hetkv_opt.policies.base import Moves, Policy, ScoredPolicy, View
 from hetkv_opt.policies.registry import register_policy
 from hetkv_opt.policies.run import run_policy
 
@@ -58,7 +58,7 @@ class Static(Policy):
     free, since nothing ever moves to make room.
     """
 
-    def decide(self, view: View) -> Decision:
+    def decide(self, view: View) -> Moves:
         born = np.asarray(view.born)
         forced = view.forced_birth_tier[born]
         born_tier = forced.copy()
@@ -68,7 +68,7 @@ class Static(Policy):
                             minlength=view.num_tiers)
         free_born = np.flatnonzero(forced < 0)
         born_tier[free_born] = place_in_order(view, born[free_born], room)
-        return Decision(np.asarray(view.residency), born_tier)
+        return Moves.none(born_tier)
 
 
 @register_policy("reactive")

@@ -27,7 +27,46 @@ import numpy as np
 from hetkv_opt.model.evaluate import format_bytes
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
-from hetkv_opt.policies.base import Accesses, Policy, PolicyError, View, policy_name
+from hetkv_opt.policies.base import Accesses, Moves, Policy, PolicyError, View, policy_name
+
+
+class _MaxTree:
+    """Range additions and the maximum over all positions, O(log n) each (integers)."""
+
+    def __init__(self, n: int):
+        size = 1
+        while size < max(n, 1):
+            size *= 2
+        self.size = size
+        self.t = [0] * (2 * size)      # max of the subtree, the node's own additions included
+        self.d = [0] * (2 * size)      # additions made to the whole subtree at this node
+
+    def add(self, lo: int, hi: int, v: int) -> None:
+        if lo >= hi:
+            return
+        t, d = self.t, self.d
+        lo += self.size
+        hi += self.size
+        first, last = lo, hi - 1
+        while lo < hi:
+            if lo & 1:
+                t[lo] += v
+                d[lo] += v
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                t[hi] += v
+                d[hi] += v
+            lo >>= 1
+            hi >>= 1
+        for i in (first, last):
+            i >>= 1
+            while i >= 1:
+                t[i] = max(t[2 * i], t[2 * i + 1]) + d[i]
+                i >>= 1
+
+    def max(self) -> int:
+        return self.t[1]
 
 
 class _Run:
@@ -52,13 +91,15 @@ class _Run:
         self.wptr = np.searchsorted(inst.write_epoch, steps)
         self.by_birth = np.argsort(inst.birth, kind="stable")
         self.bptr = np.searchsorted(inst.birth[self.by_birth], steps)
+        self.by_death = np.argsort(inst.death, kind="stable")
+        self.dptr = np.searchsorted(inst.death[self.by_death], np.arange(E + 2))
         # bytes that items born at t with a pinned/initial tier need there, shape (K, E + 1)
         m = self.forced >= 0
         self.reserve = np.zeros((K, E + 1))
         np.add.at(self.reserve, (self.forced[m], inst.birth[m]), self.size[m])
         if self.incl:
             self.reserve[1] = 0.0
-        self._ahead_cache: dict[int, np.ndarray] = {}
+        self._ahead: np.ndarray | None = None
         # epochs are (step, layer) in workloads and traces; without labels every epoch is
         # its own step of one layer (docs/policies.md, "What an epoch is")
         labels = inst.epoch_labels
@@ -73,8 +114,13 @@ class _Run:
         self._layer_epochs: dict[int, np.ndarray] = {}
         self._num_layers = None
         self._num_steps = None
-        # the running state a View exposes
+        # the running state a View exposes, kept up to date in O(births + deaths + moves)
+        # per epoch: residency, the items alive at e + 1 that exist at e, the bytes placed
+        # per tier (exact integers) and the bytes alive at e
         self.cur = np.full(N, -1, np.int64)
+        self.alive_next = np.zeros(N, bool)
+        self.used = np.zeros(K, np.int64)
+        self.alive_bytes = 0
         self.last_read = np.full(N, -1, np.int64)
         self.last_write = np.full(N, -1, np.int64)
         self.read_count = np.zeros(N, np.int64)
@@ -148,38 +194,57 @@ class _Run:
 
     def committed_bytes(self) -> np.ndarray:
         """Bytes already placed at the current epoch, per tier."""
-        on = self.cur >= 0
-        used = np.bincount(self.cur[on], weights=self.size[on], minlength=self.K)
-        return used
+        return self.used.astype(float)
 
     def free_bytes_at(self, e: int) -> np.ndarray:
-        used = self.committed_bytes()
-        if self.incl:
-            inst = self.instance
-            alive = (inst.birth <= e) & (inst.death > e)
-            used[1] = self.size[alive].sum()
-        return self.cap - used
+        """What is left per tier at the current epoch e (before its newborns are placed;
+        inclusive tier 1: after every alive item, newborns included)."""
+        return self.cap - self._resident()
 
     def reserve_ahead(self, e: int) -> np.ndarray:
         """max over t > e of the bytes forced items born after e need at t, per tier."""
-        if e in self._ahead_cache:
-            return self._ahead_cache[e]
-        inst, K, E = self.instance, self.K, self.E
-        out = np.zeros(K)
-        if e + 1 < E:
-            later = np.flatnonzero((self.forced >= 0) & (inst.birth > e))
-            pinned = later[inst.pinned_tier[later] >= 0]
-            initial = later[inst.pinned_tier[later] < 0]
-            need = np.zeros((K, E + 1))
-            np.add.at(need, (inst.pinned_tier[pinned], inst.birth[pinned]), self.size[pinned])
-            np.add.at(need, (inst.pinned_tier[pinned], inst.death[pinned]), -self.size[pinned])
-            need = np.cumsum(need, axis=1)
-            np.add.at(need, (inst.initial_tier[initial], inst.birth[initial]), self.size[initial])
-            out = need[:, e + 1:E].max(axis=1)
-            if self.incl:
-                out[1] = 0.0
+        if self._ahead is None:
+            self._ahead = self._reserve_ahead_table()
+        out = self._ahead[:, e].copy()
         out.setflags(write=False)
-        self._ahead_cache = {e: out}
+        return out
+
+    def _reserve_ahead_table(self) -> np.ndarray:
+        """:meth:`reserve_ahead` for every epoch, shape (K, E), in O((F log E) + E).
+
+        F = items with a pin or an initial tier.  Pinned items need their bytes on
+        [birth, death), items with an initial tier at their birth only.  Sweeping the
+        distinct birth epochs of those items downwards, a max-tree per tier adds each
+        item's need on its range; the tree's maximum, taken before the items born at b
+        are added, is the answer for every epoch e with b_prev <= e < b (no forced item
+        is born in between, and at t <= e the items born after e need nothing).
+        """
+        inst, K, E = self.instance, self.K, self.E
+        out = np.zeros((K, E))
+        forced = np.flatnonzero(self.forced >= 0)
+        if E == 0 or forced.size == 0:
+            return out
+        births = inst.birth[forced]
+        order = np.argsort(births, kind="stable")
+        forced, births = forced[order], births[order]
+        tree = [_MaxTree(E) for _ in range(K)]
+        starts = np.unique(births)
+        pos = forced.size
+        for j in range(starts.size - 1, -1, -1):
+            b = int(starts[j])
+            lo = int(np.searchsorted(births, b, side="left"))
+            for i in forced[lo:pos]:
+                i = int(i)
+                pin = int(inst.pinned_tier[i])
+                k = pin if pin >= 0 else int(inst.initial_tier[i])
+                stop = int(inst.death[i]) if pin >= 0 else b + 1
+                tree[k].add(b, min(stop, E), int(inst.size_bytes[i]))
+            pos = lo
+            # epochs prev <= e < b see exactly the items born at b or later
+            prev = int(starts[j - 1]) if j > 0 else 0
+            out[:, prev:b] = np.array([float(t.max()) for t in tree])[:, None]
+        if self.incl:
+            out[1] = 0.0
         return out
 
     def next_read_epoch(self, t: int) -> np.ndarray:
@@ -232,15 +297,24 @@ class _Run:
 
     def step(self, e: int) -> None:
         inst, K, N = self.instance, self.K, self.N
+        size = inst.size_bytes
         born = self.by_birth[self.bptr[e]:self.bptr[e + 1]]   # ascending (stable sort)
-        alive_next = (inst.birth <= e) & (inst.death > e + 1)
+        dying = self.by_death[self.dptr[e + 1]:self.dptr[e + 2]]   # alive at e, not at e + 1
+        alive_next = self.alive_next
+        alive_next[born] = True
+        alive_next[dying] = False
+        self.alive_bytes += int(size[born].sum())
         view = View(self, e, born, alive_next)
         dec = self.policy.decide(view)
-        if not isinstance(dec, tuple) or len(dec) != 2:
-            self.fail(e, f"decide() must return a Decision(next_tier, born_tier), got {type(dec).__name__}")
-        next_tier, born_tier = dec
+        sparse = isinstance(dec, Moves)
+        if sparse:
+            items, tiers, born_tier = dec
+        elif isinstance(dec, tuple) and len(dec) == 2:
+            next_tier, born_tier = dec
+        else:
+            self.fail(e, f"decide() must return a Decision(next_tier, born_tier) or "
+                         f"Moves(items, tiers, born_tier), got {type(dec).__name__}")
         born_tier = self._tiers(born_tier, "born_tier", e, born.shape).copy()
-        next_tier = self._tiers(next_tier, "next_tier", e, (N,)).copy()   # no aliasing of state
 
         # newborns: tiers exist, pins and initial tiers hold
         self._check_range(e, born, born_tier, f"at its birth (epoch {e})")
@@ -251,24 +325,34 @@ class _Run:
             rule = "is pinned to" if inst.pinned_tier[i] >= 0 else "has initial tier"
             self.fail(e, f"item {i} {rule} {self._tier_name(want[bad[0]])} but is placed in "
                          f"tier {self._tier_name(born_tier[bad[0]])} at birth")
-        self.cur[born] = born_tier
+        if sparse:
+            self.cur[born] = born_tier
+            mv_items, mv_dst = self._moves(e, items, tiers)
+        else:
+            next_tier = self._tiers(next_tier, "next_tier", e, (N,))
+            # entries that differ from the residency (a newborn's -1: it stays), read
+            # before the residency changes (next_tier may be a view of it)
+            differs = next_tier != self.cur
+            differs[born[next_tier[born] < 0]] = False
+            self.cur[born] = born_tier
+            differs[born] &= next_tier[born] != born_tier
+            differs &= alive_next
+            mv_items = np.flatnonzero(differs)
+            mv_dst = next_tier[mv_items].astype(np.int64)
+        if born.size:
+            self.used += np.bincount(born_tier, weights=size[born], minlength=K).astype(np.int64)
         self.tier_since[born] = e
-        stays = born[next_tier[born] < 0]          # -1 for a newborn: it stays where it is born
-        next_tier[stays] = self.cur[stays]
 
-        # residency at e + 1: tiers exist, pins hold
-        nxt_items = np.flatnonzero(alive_next)
-        nxt = next_tier[nxt_items]
-        self._check_range(e, nxt_items, nxt, f"for epoch {e + 1}")
-        pin = inst.pinned_tier[nxt_items]
-        bad = np.flatnonzero((pin >= 0) & (nxt != pin))
+        # residency at e + 1: tiers exist, pins hold (an unmoved item is where it was)
+        self._check_range(e, mv_items, mv_dst, f"for epoch {e + 1}")
+        pin = inst.pinned_tier[mv_items]
+        bad = np.flatnonzero(pin >= 0)
         if bad.size:
             j = bad[0]
-            self.fail(e, f"item {nxt_items[j]} is pinned to tier {self._tier_name(pin[j])} but "
-                         f"the decision moves it to tier {self._tier_name(nxt[j])} at epoch {e + 1}")
-        src = self.cur[nxt_items]
-        moved = nxt != src
-        mv_items, mv_src, mv_dst = nxt_items[moved], src[moved], nxt[moved]
+            self.fail(e, f"item {mv_items[j]} is pinned to tier {self._tier_name(pin[j])} but "
+                         f"the decision moves it to tier {self._tier_name(mv_dst[j])} at epoch "
+                         f"{e + 1}")
+        mv_src = self.cur[mv_items]
         msize = self.size[mv_items]
 
         # copies made during e, and capacity during e (residents + copies in)
@@ -279,10 +363,7 @@ class _Run:
         else:
             self.copy_in[:, e] = np.bincount(mv_dst, weights=msize, minlength=K)
             self.copy_out[:, e] = np.bincount(mv_src, weights=msize, minlength=K)
-        resident = self.committed_bytes()
-        if self.incl:
-            alive = (inst.birth <= e) & (inst.death > e)
-            resident[1] = self.size[alive].sum()
+        resident = self._resident()
         occ = resident + self.copy_in[:, e]
         self.occupancy[:, e] = occ
         over = np.flatnonzero(occ > self.cap)
@@ -314,14 +395,53 @@ class _Run:
         if mv_items.size:
             self.entries.append((mv_items, np.full(mv_items.size, e + 1, np.int64), mv_dst))
             self.num_moves += int(mv_items.size)
-        new = np.full(N, -1, np.int64)
-        new[nxt_items] = nxt
-        self.cur[:] = new
+            isize = size[mv_items]
+            self.used -= np.bincount(mv_src, weights=isize, minlength=K).astype(np.int64)
+            self.used += np.bincount(mv_dst, weights=isize, minlength=K).astype(np.int64)
+            self.cur[mv_items] = mv_dst
+        if dying.size:
+            self.used -= np.bincount(self.cur[dying], weights=size[dying],
+                                     minlength=K).astype(np.int64)
+            self.alive_bytes -= int(size[dying].sum())
+            self.cur[dying] = -1
         self.tier_since[mv_items] = e + 1
         self.last_read[r_items] = e
         self.read_count[r_items] += 1
         self.read_bytes_total[r_items] += inst.read_bytes[lo:hi]
         self.last_write[w_items] = e
+
+    def _resident(self) -> np.ndarray:
+        """Bytes resident during the current epoch, per tier (inclusive tier 1: all alive)."""
+        out = self.used.astype(float)
+        if self.incl:
+            out[1] = float(self.alive_bytes)
+        return out
+
+    def _moves(self, e: int, items, tiers) -> tuple[np.ndarray, np.ndarray]:
+        """The moves of a change list: items alive at e + 1 whose tier changes, ascending."""
+        items = np.asarray(items)
+        tiers = np.asarray(tiers)
+        if items.ndim != 1 or tiers.shape != items.shape:
+            self.fail(e, f"Moves.items and Moves.tiers must be 1-D arrays of one length, got "
+                         f"shapes {items.shape} and {tiers.shape}")
+        if items.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        for name, a in (("items", items), ("tiers", tiers)):
+            if a.dtype.kind not in "iu":
+                self.fail(e, f"Moves.{name} must hold integers, got dtype {a.dtype}")
+        items = items.astype(np.int64, copy=False)
+        tiers = tiers.astype(np.int64, copy=False)
+        bad = np.flatnonzero((items < 0) | (items >= self.N))
+        if bad.size:
+            self.fail(e, f"Moves.items holds item {items[bad[0]]}, which does not exist "
+                         f"(items 0..{self.N - 1})")
+        order = np.argsort(items, kind="stable")
+        items, tiers = items[order], tiers[order]
+        dup = np.flatnonzero(items[1:] == items[:-1])
+        if dup.size:
+            self.fail(e, f"Moves.items lists item {items[dup[0]]} twice")
+        keep = self.alive_next[items] & (tiers != self.cur[items])
+        return items[keep], tiers[keep]
 
     def run(self) -> None:
         for e in range(self.E):
