@@ -64,14 +64,20 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         raise
 
 
+#: entries hashed at a time (8 MiB of int64)
+_HASH_SLICE = 1 << 20
+
+
 def hash_array(h, key: str, arr: np.ndarray) -> None:
     """Feed one named array to the instance hash ``h`` (integers as little-endian int64,
     floats as float64, labels as NUL-joined text): the same bytes whatever the dtype."""
     h.update(key.encode())
-    if arr.dtype.kind in "iu":
-        h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
-    elif arr.dtype.kind == "f":
-        h.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
+    if arr.dtype.kind in "iuf":
+        # fed in slices, without a copy of the whole array (a read list can be GBs)
+        want = "<f8" if arr.dtype.kind == "f" else "<i8"
+        flat = arr.reshape(-1)
+        for lo in range(0, flat.size, _HASH_SLICE):
+            h.update(memoryview(np.ascontiguousarray(flat[lo:lo + _HASH_SLICE], dtype=want)))
     else:
         h.update("\x00".join(arr.astype(str).tolist()).encode())
 

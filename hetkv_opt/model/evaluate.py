@@ -106,8 +106,24 @@ def _tier_at(instance: Instance, schedule: Schedule, items: np.ndarray, epochs: 
     return schedule.tier[idx]
 
 
-def _per_tier(k: np.ndarray, e: np.ndarray, w: np.ndarray, K: int, E: int) -> np.ndarray:
-    return np.bincount(k * E + e, weights=w, minlength=K * E).reshape(K, E).astype(float)
+#: accesses scored at a time by :func:`_bytes_per_tier`
+_SLICE = 1 << 22
+
+
+def _bytes_per_tier(instance: Instance, schedule: Schedule, pre: str) -> np.ndarray:
+    """Bytes read (``pre="read"``) or written per (tier, epoch), shape (K, E), from the
+    tier each access finds its item in.  Slice by slice, so that memory holds the
+    instance and a few slices, not several copies of a read list; the bytes are whole
+    numbers, whose float64 sums are exact in any order."""
+    K, E = instance.num_tiers, instance.num_epochs
+    item, epoch = getattr(instance, f"{pre}_item"), getattr(instance, f"{pre}_epoch")
+    nbytes = getattr(instance, f"{pre}_bytes")
+    out = np.zeros(K * E)
+    for lo in range(0, item.size, _SLICE):
+        sl = slice(lo, lo + _SLICE)
+        k = _tier_at(instance, schedule, item[sl], epoch[sl])
+        out += np.bincount(k * E + epoch[sl], weights=nbytes[sl], minlength=K * E)
+    return out.reshape(K, E)
 
 
 def schedule_mismatch(instance: Instance, schedule: Schedule) -> str | None:
@@ -220,11 +236,8 @@ def traffic(instance: Instance, schedule: Schedule) -> Traffic:
         np.add.at(copy_out, (src, when), msize)
     occupancy += copy_in  # a copy occupies its destination during the epoch it is made
 
-    r_tier = _tier_at(instance, schedule, instance.read_item, instance.read_epoch)
-    w_tier = _tier_at(instance, schedule, instance.write_item, instance.write_epoch)
-    rb, wb = instance.read_bytes.astype(float), instance.write_bytes.astype(float)
-    reads = _per_tier(r_tier, instance.read_epoch, rb, K, E)
-    writes = _per_tier(w_tier, instance.write_epoch, wb, K, E)
+    reads = _bytes_per_tier(instance, schedule, "read")
+    writes = _bytes_per_tier(instance, schedule, "write")
     return Traffic(reads, writes, copy_in, copy_out, occupancy, int(mv.size),
                    float(instance.read_bytes.sum()))
 

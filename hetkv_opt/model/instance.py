@@ -109,6 +109,24 @@ def tier_specs(tiers) -> list[dict]:
     return out
 
 
+#: accesses summed at a time by :func:`per_epoch_sum`
+_SUM_SLICE = 1 << 22
+
+
+def per_epoch_sum(epoch: np.ndarray, values: np.ndarray, num_epochs: int) -> np.ndarray:
+    """Sum of ``values`` per epoch, shape (num_epochs,), float64.
+
+    Slice by slice, so that no float copy of a read list of hundreds of millions of
+    entries is made; the values are whole bytes, whose float64 sums are exact in any
+    order, so the result is the one of a single ``np.bincount``.
+    """
+    out = np.zeros(num_epochs)
+    for lo in range(0, epoch.size, _SUM_SLICE):
+        out += np.bincount(epoch[lo:lo + _SUM_SLICE], weights=values[lo:lo + _SUM_SLICE],
+                           minlength=num_epochs)
+    return out
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view (the caller's own array object stays writable)."""
     a = np.ascontiguousarray(a).view()
@@ -174,7 +192,7 @@ class Instance:
 
     def reads_per_epoch_bytes(self) -> np.ndarray:
         """Total read bytes of every epoch, shape (E,)."""
-        return np.bincount(self.read_epoch, weights=self.read_bytes, minlength=self.num_epochs)
+        return per_epoch_sum(self.read_epoch, self.read_bytes, self.num_epochs)
 
     def equals(self, other: "Instance") -> bool:
         """True when both instances carry exactly the same content."""
