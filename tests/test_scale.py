@@ -3,6 +3,9 @@ sparse static schedules, policy runs under a deadline, and the dense-method limi
 
 from __future__ import annotations
 
+import json
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -341,7 +344,8 @@ def test_evaluate_on_a_sharded_folder_goes_by_layer_and_agrees(tmp_path):
 def test_by_layer_is_the_default_only_for_large_layered_instances(tmp_path, monkeypatch):
     from hetkv_opt.cli import solve as cli_solve
     from hetkv_opt.io.files import save_instance
-    monkeypatch.setattr(cli_solve, "BY_LAYER_MIN_READS", 10)
+    from hetkv_opt.methods import by_layer
+    monkeypatch.setattr(by_layer, "BY_LAYER_MIN_READS", 10)
     layered = _paper(layers=2, steps=8)
     flat = drift_instance(blocks=16, steps=8, seed=0)
     for inst, want in ((layered, True), (flat, False)):
@@ -355,5 +359,44 @@ def test_by_layer_is_the_default_only_for_large_layered_instances(tmp_path, monk
     folder.mkdir()
     path = _sharded(folder, layered)
     assert cli_solve._use_by_layer(path, "auto", None) is True
-    monkeypatch.setattr(cli_solve, "BY_LAYER_MIN_READS", 10 ** 9)
+    monkeypatch.setattr(by_layer, "BY_LAYER_MIN_READS", 10 ** 9)
     assert cli_solve._use_by_layer(path, "auto", None) is False       # small: held whole
+
+
+def test_a_suite_runs_a_sharded_instance_by_layer_and_resumes(tmp_path, monkeypatch):
+    """A suite may list a sharded folder: it is planned from the manifest, auto goes by
+    layer where the CLI would, policies load it whole, and a rerun skips every cell."""
+    from hetkv_opt.bench.runner import run_suite
+    from hetkv_opt.io.files import load_instance
+    from hetkv_opt.methods import by_layer
+    from hetkv_opt.policies import simulate
+    inst = _paper(layers=3, steps=10)
+    folder = tmp_path / "inst"
+    folder.mkdir()
+    path = _sharded(folder, inst)
+    suite = tmp_path / "full.toml"
+    suite.write_text(textwrap.dedent(f'''
+        schema = "hetkv-suite"
+        schema_version = 1
+        [[instances]]
+        name = "p"
+        file = "{path}"
+        [[methods]]
+        method = "policy:static"
+        [[methods]]
+        method = "auto"
+        time_limit_s = 20
+    '''))
+    monkeypatch.setattr(by_layer, "BY_LAYER_MIN_READS", 10)
+    out = tmp_path / "out"
+    run = run_suite(suite, out)
+    assert run.ran == 2 and not run.errors and not run.failed
+    recs = {json.loads(p.read_text())["method"]["label"]: json.loads(p.read_text())
+            for p in run.paths}
+    auto = recs["auto"]["result"]
+    assert auto["details"]["scale_path"] is True and auto["message"].startswith("by layer")
+    assert auto["total_time_s"] >= auto["bound_s"] > 0
+    static = recs["policy:static"]["result"]
+    assert static["total_time_s"] == simulate(load_instance(path), "static").total_time_s
+    assert recs["auto"]["instance"]["reads"] == inst.read_item.size
+    assert run_suite(suite, out).skipped == 2

@@ -169,6 +169,14 @@ def instance_size(inst: Instance) -> dict:
             "aggregate_bound_s": aggregate_bound_s(inst)}
 
 
+def sharded_size(sh) -> dict:
+    """:func:`instance_size` of a sharded folder, from its manifest and epochs file."""
+    m = sh.summary()
+    return {"items": m["items"], "epochs": m["epochs"], "steps": m["steps"],
+            "item_epochs": m["item_epochs"], "reads": m["reads"], "read_bytes": m["read_bytes"],
+            "aggregate_bound_s": m["aggregate_bound_s"]}
+
+
 # ----------------------------------------------------------------------------- planning
 
 def plan(suite: Suite, *, keep_instances: bool = False) -> list[Task]:
@@ -180,20 +188,29 @@ def plan(suite: Suite, *, keep_instances: bool = False) -> list[Task]:
         An instance file that cannot be loaded, or a generator that fails.
     """
     from hetkv_opt.io.files import instance_hash, load_instance
+    from hetkv_opt.io.shards import is_sharded_path, open_sharded
     tasks: list[Task] = []
     ids: dict[str, str] = {}
     for spec in suite.instances:
         where = f"instances[{spec.index}]"
+        sharded = spec.file is not None and is_sharded_path(spec.file)
         try:
-            if spec.file is not None:
+            if sharded:
+                # planned from the manifest alone; the shards are checked (hash included)
+                # when the cell loads them
+                sh = open_sharded(spec.file)
+                inst = None
+                h, size = sh.manifest["instance_sha256"], sharded_size(sh)
+            elif spec.file is not None:
                 inst = load_instance(spec.file)
             else:
                 inst = build_instance(spec.generator, spec.params, spec.name)
         except (ModelError, ValueError) as exc:
             raise SuiteError(f"{where}.{'file' if spec.file else 'params'}", str(exc),
                              suite.source) from None
-        h = instance_hash(inst)
-        size = instance_size(inst)
+        if inst is not None:
+            h = instance_hash(inst)
+            size = instance_size(inst)
         for m in suite.methods:
             cid = cell_id(spec.name, m.label)
             if cid in ids:
@@ -329,6 +346,11 @@ def _run_method(inst: Instance, m: MethodSpec, deadline: Deadline | None = None,
     return res.to_dict(), False, ws_report
 
 
+def _goes_by_layer(path) -> bool:
+    from hetkv_opt.methods.by_layer import goes_by_layer
+    return goes_by_layer(path)
+
+
 def run_cell(task: Task) -> dict:
     """Run one cell and return its record (never raises for a failing method: the record
     says ``status = "error"`` and why).  Top-level, so process pools and Dask can call it.
@@ -337,9 +359,21 @@ def run_cell(task: Task) -> dict:
     warm = None
     oracle = False
     try:
-        from hetkv_opt.io.files import instance_hash
-        inst = task.payload
-        if inst is None:
+        from hetkv_opt.io.files import instance_hash, load_instance
+        inst, by_layer = task.payload, False
+        if inst is None and task.instance.file is not None:
+            # a sharded folder, planned from its manifest: auto goes by layer where the
+            # CLI would; anything else loads it whole (every shard and the hash checked)
+            from hetkv_opt.io.shards import open_sharded
+            got = open_sharded(task.instance.file).manifest["instance_sha256"]
+            if got != task.instance_sha256:
+                raise RuntimeError(f"instance {task.instance.name}: {task.instance.file} now "
+                                   f"holds content {got[:12]}, planned {task.instance_sha256[:12]}")
+            by_layer = (task.method.method == "auto" and not task.method.warm_start
+                        and _goes_by_layer(task.instance.file))
+            if not by_layer:
+                inst = load_instance(task.instance.file)
+        elif inst is None:
             inst = build_instance(task.instance.generator, task.instance.params,
                                   task.instance.name)
             got = instance_hash(inst)
@@ -350,7 +384,12 @@ def run_cell(task: Task) -> dict:
         t0 = time.perf_counter()
         watch = _WATCH
         dl = None if watch is None else watch.deadline(task.method.time_limit_s)
-        result, oracle, warm = _run_method(inst, task.method, dl, task.bound_cache)
+        if by_layer:
+            from hetkv_opt.methods.by_layer import solve_by_layer
+            result = solve_by_layer(task.instance.file, time_limit_s=(
+                task.method.time_limit_s if dl is None else dl)).to_dict()
+        else:
+            result, oracle, warm = _run_method(inst, task.method, dl, task.bound_cache)
     except Exception as exc:  # a failing method is a result, not a crash of the sweep
         result = {"status": "error", "method": task.method.method,
                   "instance": task.instance.name, "total_time_s": None, "bound_s": None,

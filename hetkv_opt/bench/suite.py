@@ -61,6 +61,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from hetkv_opt.io.files import check_header
+from hetkv_opt.io.shards import is_sharded_path
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.solve import METHODS as SOLVER_METHODS
 
@@ -337,10 +338,13 @@ def _parse_instances(raw, base_dir: Path, seed: int) -> list[InstanceSpec]:
             if not isinstance(f, str) or not f:
                 raise SuiteError(f"{where}.file", "must be a path")
             path = Path(f)
+
+            def present(p: Path) -> bool:        # a file, or a sharded folder (NAME.hetkv/)
+                return p.is_file() or (is_sharded_path(p) and p.is_dir())
             if not path.is_absolute():
                 cands = [base_dir / path, Path.cwd() / path]
-                path = next((c for c in cands if c.is_file()), cands[0])
-            if not path.is_file():
+                path = next((c for c in cands if present(c)), cands[0])
+            if not present(path):
                 raise SuiteError(f"{where}.file", f"no such file: {f}")
             name = template or path.stem
             out.append(InstanceSpec(name=name, group=group or name, index=len(out),

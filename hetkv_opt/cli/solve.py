@@ -109,20 +109,15 @@ def solve(
         raise typer.Exit(code=1)
 
 
-#: ``auto`` solves a layered instance (two layers or more) by layer when it holds more
-#: reads than this (held whole, the portfolio's arrays take about 200 bytes per read: 26M
-#: reads peaked at 6 GB)
-BY_LAYER_MIN_READS = 20_000_000
-
-
 def _use_by_layer(path: Path, method: str, choice: Optional[bool]) -> bool:
-    from hetkv_opt.io.shards import is_sharded_path, open_sharded
+    from hetkv_opt.io.shards import is_sharded_path
     from hetkv_opt.io.summary import npz_layer_count, npz_read_count
+    from hetkv_opt.methods import by_layer
     if choice is not False and method == "auto" and path.suffix.lower() == ".npz":
         # a large layered NPZ goes by layer through a sharded copy (an instance without
         # layers is one part: the whole portfolio does far better on it)
         n = npz_read_count(path)
-        return bool(choice) or (n is not None and n > BY_LAYER_MIN_READS
+        return bool(choice) or (n is not None and n > by_layer.BY_LAYER_MIN_READS
                                 and npz_layer_count(path) >= 2)
     if choice is False or not is_sharded_path(path):
         if choice:
@@ -136,9 +131,7 @@ def _use_by_layer(path: Path, method: str, choice: Optional[bool]) -> bool:
     if choice:
         return True
     try:
-        sh = open_sharded(path)
-        layered = len([layer for layer in sh.layers if layer >= 0]) >= 2
-        return layered and sh.summary()["reads"] > BY_LAYER_MIN_READS
+        return by_layer.goes_by_layer(path)
     except ModelError as exc:
         fail(str(exc))
 

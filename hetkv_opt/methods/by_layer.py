@@ -35,6 +35,20 @@ from hetkv_opt.result import SolveResult, finish
 #: the time kept back for scoring at the end
 RESERVE_SHARE = 0.05
 
+#: ``auto`` solves a layered instance (two layers or more) by layer when it holds more
+#: reads than this (held whole, the portfolio's arrays take about 200 bytes per read: 26M
+#: reads peaked at 6 GB)
+BY_LAYER_MIN_READS = 20_000_000
+
+
+def goes_by_layer(path) -> bool:
+    """Whether ``auto`` takes the by-layer path on the sharded folder ``path`` by default:
+    two layers or more and more than :data:`BY_LAYER_MIN_READS` reads (read from the
+    manifest alone)."""
+    sh = open_sharded(path)
+    layered = len([layer for layer in sh.layers if layer >= 0]) >= 2
+    return layered and sh.summary()["reads"] > BY_LAYER_MIN_READS
+
 
 def _item_arrays(sh, entry) -> dict:
     """A shard's item arrays (for planning the shares; the shard is checked in full when
