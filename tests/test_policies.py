@@ -26,7 +26,7 @@ from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
 from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
 from hetkv_opt.io.files import load_instance, load_schedule, save_instance  # noqa: E402
 from hetkv_opt.model.feasibility import forced_overflow  # noqa: E402
-from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy,  # noqa: E402
+from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy, run_policy,  # noqa: E402
                                 get_policy, list_policies, register_policy, simulate,
                                 unregister_policy)
 from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
@@ -604,3 +604,41 @@ def test_bad_change_lists_are_named(how, words):
                                 {"name": "dram", "capacity_bytes": None, "bandwidth_Bps": 1.0}])
     with pytest.raises(PolicyError, match=re.escape(words)):
         simulate(inst, _BadMoves(how))
+
+
+def test_prefix_instance_is_the_start_of_the_run():
+    from hetkv_opt.model.instance import make_instance as mk
+    from hetkv_opt.model.parts import prefix_instance
+    from hetkv_opt.workloads.paper import paper_instance
+    inst = paper_instance(layers=2, prompt_tokens=64, steps=6, sparsity=0.6)
+    stop = 5
+    cut = prefix_instance(inst, stop)
+    assert cut.num_epochs == stop and cut.death.max() <= stop
+    assert cut.read_epoch.max() < stop
+    born = np.flatnonzero(inst.birth < stop)
+    np.testing.assert_array_equal(cut.size_bytes, inst.size_bytes[born])
+    r = inst.read_epoch < stop
+    np.testing.assert_array_equal(born[cut.read_item], inst.read_item[r])
+    # it passes every check of the model
+    again = mk(name=cut.name, mode=cut.mode, tiers=cut.tiers, size_bytes=cut.size_bytes,
+               num_epochs=cut.num_epochs, birth=cut.birth, death=cut.death,
+               pinned_tier=cut.pinned_tier, initial_tier=cut.initial_tier,
+               min_time_s=cut.min_time_s, reads=(cut.read_epoch, cut.read_item, cut.read_bytes),
+               writes=(cut.write_epoch, cut.write_item, cut.write_bytes))
+    assert again.num_items == born.size
+    # an online policy's time on the prefix is its time on the first epochs of the whole
+    # run, but for the last one (in the whole run, copies for the next epoch run during it)
+    whole = run_policy(inst, get_policy("lru")).epoch_times()
+    part = run_policy(cut, get_policy("lru")).epoch_times()
+    np.testing.assert_allclose(part[:-1], whole[:stop - 1], rtol=1e-12)
+    assert part[-1] <= whole[stop - 1]
+
+
+def test_sa_guided_tunes_on_the_first_steps_when_asked():
+    from hetkv_opt.workloads.paper import paper_instance
+    inst = paper_instance(layers=2, prompt_tokens=64, steps=12, sparsity=0.6)
+    r = simulate(inst, get_policy("sa-guided", iterations=3, tune_steps=4))
+    assert r.status == "feasible"
+    assert r.details["policy_report"]["tuned_on_epochs"] == 8       # 4 steps x 2 layers
+    with pytest.raises(ValueError, match="tune_steps"):
+        get_policy("sa-guided", tune_steps=-1)

@@ -93,6 +93,32 @@ def _subset(inst: Instance, items: np.ndarray, name: str) -> Instance:
         write_epoch=ro[8], write_item=ro[9], write_bytes=ro[10], item_labels=labels)
 
 
+def prefix_instance(inst: Instance, stop: int) -> Instance:
+    """The instance cut after its first ``stop`` epochs (0 < stop <= E).
+
+    Items born before ``stop`` keep their data, their death cut at ``stop``; the accesses
+    of those epochs (a prefix of the sorted lists) keep theirs.  The result is a valid
+    instance by construction: every rule of one item, access or epoch holds in a prefix.
+    Used to tune a policy's hyper-parameters on the start of a long run.
+    """
+    stop = int(stop)
+    if not 0 < stop <= inst.num_epochs:
+        raise ValueError(f"prefix_instance: stop must be in 1..{inst.num_epochs}, got {stop}")
+    if stop == inst.num_epochs:
+        return inst
+    r = int(np.searchsorted(inst.read_epoch, stop))
+    w = int(np.searchsorted(inst.write_epoch, stop))
+    cut = dataclasses.replace(
+        inst, num_epochs=stop, death=np.minimum(inst.death, stop),
+        min_time_s=inst.min_time_s[:stop],
+        read_epoch=inst.read_epoch[:r], read_item=inst.read_item[:r],
+        read_bytes=inst.read_bytes[:r], write_epoch=inst.write_epoch[:w],
+        write_item=inst.write_item[:w], write_bytes=inst.write_bytes[:w],
+        epoch_labels={k: np.ascontiguousarray(np.asarray(v)[:stop])
+                      for k, v in inst.epoch_labels.items()})
+    return _subset(cut, np.flatnonzero(inst.birth < stop), f"{inst.name}[:{stop}]")
+
+
 def split_by_layer(inst: Instance) -> list[LayerPart]:
     """One part per layer label, ascending (the unlabelled part, layer -1, first)."""
     lay = item_layers(inst)
@@ -105,4 +131,4 @@ def split_by_layer(inst: Instance) -> list[LayerPart]:
     return parts
 
 
-__all__ = ["LayerPart", "is_layered", "item_layers", "split_by_layer"]
+__all__ = ["LayerPart", "is_layered", "item_layers", "prefix_instance", "split_by_layer"]
