@@ -332,6 +332,20 @@ def test_cli_bench_and_report(tmp_path):
     assert len(json.loads(proc.stdout)["cells"]) == 6
 
 
+def test_cli_bench_only_runs_the_matching_instances(tmp_path):
+    suite = write_suite(tmp_path)
+    out = tmp_path / "out"
+    proc = hetkv("bench", suite, "--out", out, "--quiet", "--only", "drift-*")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 cells, 3 run" in proc.stderr
+    assert [p.name.split("__")[0] for p in cell_files(out)] == ["drift-s50"] * 3
+    proc = hetkv("bench", suite, "--out", out, "--quiet")       # the rest, later
+    assert "6 cells, 3 run, 3 already done" in proc.stderr
+    proc = hetkv("bench", suite, "--out", out, "--only", "nothing-*")
+    assert proc.returncode == 2 and "no instance of suite" in proc.stderr
+    assert "tiny, drift-s50" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_bad_suite_is_one_line_exit_2(tmp_path):
     p = write_suite(tmp_path, SUITE.replace("time_limit_s = 30", "time_limit_s = 0"), name="bad")
     proc = hetkv("bench", p, "--out", tmp_path / "out")

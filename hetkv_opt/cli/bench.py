@@ -37,6 +37,7 @@ def bench(
     keep_errors: bool = typer.Option(False, "--keep-errors", help="Do not re-run cells whose stored result is an error."),
     bound: Optional[str] = typer.Option(None, "--bound", help="Policies without their own 'bound' key are measured against this proven bound: auto, lp, lagrangian, milp or aggregate (computed once per instance, kept in OUT/bounds)."),
     bound_time_limit: float = typer.Option(60.0, "--bound-time-limit", help="Seconds for that bound, per instance."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only the instances whose name matches this pattern (shell-style: 'paper-s60', 'llama8b-L4-*'); the other cells are left as they are."),
 ):
     """Run every (instance, method) cell of a suite; finished cells are skipped on re-runs."""
     from hetkv_opt.bench.runner import BenchError, run_suite
@@ -49,6 +50,13 @@ def bench(
         spec = load_suite(suite)
     except SuiteError as exc:
         fail(str(exc))
+    if only is not None:
+        import fnmatch
+        keep = tuple(i for i in spec.instances if fnmatch.fnmatchcase(i.name, only))
+        if not keep:
+            fail(f"option '--only': no instance of suite {spec.name} matches {only!r} (its "
+                 f"instances: {', '.join(i.name for i in spec.instances)})")
+        spec = dataclasses.replace(spec, instances=keep)
     if bound is not None:
         from hetkv_opt.bench.bounds import BOUND_METHODS
         if bound not in BOUND_METHODS:
