@@ -621,13 +621,15 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         used[1] = 0.0
     free -= used
 
-    # 2. rank the free items alive at e + 1 or born now; rank[i] = i's place in order
+    # 2. the free items alive at e + 1 or born now, and their ranking: by score, ties to
+    #    the item already in the lower tier (newborns last), then the lower index.  The
+    #    key is a total order, so any subset is ranked alone (by_rank); the whole set is
+    #    sorted only when a tier takes part of it
     idx = np.flatnonzero((alive_next | is_born) & (pinned < 0))
-    cur_key = cur[idx]
-    cur_key[cur_key < 0] = K
-    order = idx[np.lexsort((idx, cur_key, -s[idx]))]
-    rank = np.empty(N, np.int64)
-    rank[order] = np.arange(order.size)
+    tier_key = np.where(cur >= 0, cur, K)
+
+    def by_rank(items: np.ndarray) -> np.ndarray:
+        return items[np.lexsort((items, tier_key[items], -s[items]))]
 
     # 3. target tiers for e + 1, tier by tier
     pin_next = alive_next & (pinned >= 0)
@@ -635,8 +637,14 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         - np.asarray(view.reserve_next_bytes)
     target = np.full(N, K - 1, np.int64)
     size_next = np.where(alive_next, size, 0.0)
-    rest = order
+    rest, ranked = idx, False
     for k in range(K - 1):
+        if not (k == 0 and fill == "share") and size_next[rest].sum() <= budget[k]:
+            target[rest] = k            # every one fits: their order does not matter
+            rest = rest[:0]
+            continue
+        if not ranked:
+            rest, ranked = by_rank(rest), True
         n = _prefix_within(size_next[rest], budget[k])
         if k == 0 and fill == "share":
             if expected_reads is None:
@@ -658,8 +666,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         rest = rest[n:]
 
     # 4. place the free newborns (rank order): their target tier if it has room, else down
-    fnb = born[forced[born] < 0]
-    fnb = fnb[np.argsort(rank[fnb])]          # in rank order (pinned newborns are not ranked)
+    fnb = by_rank(born[forced[born] < 0])
     place = target[fnb].copy()
     if K > 1:
         place[(place == 0) & np.isneginf(s[fnb])] = 1   # -inf: does not deserve tier 0
@@ -676,8 +683,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
 
     # 5. moves towards the targets, admitted while the destination has room during e
     nxt = cur.copy()
-    mv = np.flatnonzero(alive_next & (target != cur) & (pinned < 0))
-    mv = mv[np.argsort(rank[mv])]             # in rank order
+    mv = by_rank(np.flatnonzero(alive_next & (target != cur) & (pinned < 0)))
     dest = target[mv].copy()
     promote = dest < cur[mv]
     keep = ~(promote & np.isneginf(s[mv]))
@@ -704,8 +710,8 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         over = size[alive_next & (nxt == k)].sum() + reserve[k] - cap[k]
         if not over > 0:
             continue
-        stayers = order[::-1]
-        stayers = stayers[alive_next[stayers] & (nxt[stayers] == k) & (cur[stayers] == k)]
+        stayers = by_rank(np.flatnonzero(alive_next & (nxt == k) & (cur == k)
+                                         & (pinned < 0)))[::-1]
         cand = stayers[:min(stayers.size, _prefix_within(size[stayers], over - 1e-9) + 1)]
         for j in range(k + 1, K):
             if incl:
