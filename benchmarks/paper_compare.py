@@ -3,6 +3,7 @@
 Run from the repository root, after ``hetkv bench paper --out bench-results/paper``::
 
     python benchmarks/paper_compare.py bench-results/paper
+    python benchmarks/paper_compare.py bench-results/paper-full     # the full-scale suite
 
 Prints a markdown table: for every sparsity, the time of the paper's four policies, the
 best schedule we found and our best proven bound, each divided by the aggregate-bandwidth
@@ -41,7 +42,9 @@ def main(directory: str) -> None:
                     + [f"{p[k] / p['best']:.2f}" for k in POLICIES] + ["-", "-", ordering(times)])
     groups: dict[str, list] = {}
     for i in insts:
-        if i.generator == "paper" and i.sparsity is not None:
+        # the paper suite's generator, or instance files of the paper's hardware
+        # (paper-full: made by `hetkv generate --preset-workload paper`)
+        if (i.generator == "paper" or i.hardware == "gh200-paper") and i.sparsity is not None:
             groups.setdefault(i.group, []).append(i)
     for group, members in groups.items():
         if len({i.sparsity for i in members}) < 2:

@@ -399,4 +399,9 @@ def test_a_suite_runs_a_sharded_instance_by_layer_and_resumes(tmp_path, monkeypa
     static = recs["policy:static"]["result"]
     assert static["total_time_s"] == simulate(load_instance(path), "static").total_time_s
     assert recs["auto"]["instance"]["reads"] == inst.read_item.size
+    # what the report groups a generated instance file by
+    assert recs["auto"]["instance"]["sparsity"] == 0.6
+    from hetkv_opt.bench.report import load_cells, summarize
+    _, insts = summarize(load_cells(out)[0])
+    assert [i.sparsity for i in insts] == [0.6]
     assert run_suite(suite, out).skipped == 2

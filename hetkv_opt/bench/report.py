@@ -76,6 +76,7 @@ class InstanceRow:
     gap: float | None                     # best schedule vs best bound
     bound_over_aggregate: float | None    # how far the paper's "best" line is below the proof
     index: int
+    hardware: str | None = None           # the hardware preset, for generated instance files
 
 
 def load_cells(directory: str | Path) -> tuple[list[dict], list[str]]:
@@ -132,7 +133,9 @@ def summarize(records: list[dict]) -> tuple[list[CellRow], list[InstanceRow]]:
             if best_t[0] > 0 else 0.0
         inst_rows[key] = InstanceRow(
             instance=info["name"], group=info.get("group", info["name"]), sha256=info["sha256"],
-            generator=src.get("generator"), sparsity=params.get("sparsity"),
+            generator=src.get("generator"),
+            sparsity=params.get("sparsity", info.get("sparsity")),
+            hardware=params.get("hardware", info.get("hardware")),
             item_epochs=int(info.get("item_epochs", 0)), aggregate_bound_s=agg,
             best_bound_s=best_b[0], best_bound_by=best_b[1], best_time_s=best_t[0],
             best_time_by=best_t[1], gap=gap,
@@ -366,7 +369,8 @@ def plot_sparsity(cells: list[CellRow], insts: list[InstanceRow], path: Path) ->
             policies.append(c.method)
     colors = _colors([_short(p) for p in policies])
     oracle = {c.method for c in cells if c.oracle}
-    with_paper = any(i.generator == "paper" for v in groups.values() for i in v)
+    with_paper = any(i.generator == "paper" or i.hardware == "gh200-paper"
+                     for v in groups.values() for i in v)
     n = len(groups) + (1 if with_paper else 0)
     fig, axes = plt.subplots(1, n, figsize=(max(7.0, 5.0 * n), 5.4), squeeze=False,
                              layout="constrained")

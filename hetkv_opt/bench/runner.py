@@ -174,7 +174,21 @@ def sharded_size(sh) -> dict:
     m = sh.summary()
     return {"items": m["items"], "epochs": m["epochs"], "steps": m["steps"],
             "item_epochs": m["item_epochs"], "reads": m["reads"], "read_bytes": m["read_bytes"],
-            "aggregate_bound_s": m["aggregate_bound_s"]}
+            "aggregate_bound_s": m["aggregate_bound_s"],
+            **workload_of(sh.manifest.get("metadata") or {})}
+
+
+def workload_of(metadata) -> dict:
+    """What a report groups an instance file by, from the metadata its generator wrote:
+    ``sparsity`` and ``hardware`` where present (an instance made by ``hetkv generate``)."""
+    params = metadata.get("params") if isinstance(metadata, dict) else None
+    out = {}
+    if isinstance(params, dict) and isinstance(params.get("sparsity"), (int, float)):
+        out["sparsity"] = float(params["sparsity"])
+    hw = metadata.get("hardware") if isinstance(metadata, dict) else None
+    if isinstance(hw, str):
+        out["hardware"] = hw
+    return out
 
 
 # ----------------------------------------------------------------------------- planning
@@ -211,6 +225,8 @@ def plan(suite: Suite, *, keep_instances: bool = False) -> list[Task]:
         if inst is not None:
             h = instance_hash(inst)
             size = instance_size(inst)
+            if spec.file is not None:
+                size.update(workload_of(dict(inst.metadata)))
         for m in suite.methods:
             cid = cell_id(spec.name, m.label)
             if cid in ids:
