@@ -79,6 +79,19 @@ class InstanceRow:
     hardware: str | None = None           # the hardware preset, for generated instance files
 
 
+def _file_workload(path: str) -> dict:
+    """Sparsity and hardware of a sharded instance folder, from its manifest (records
+    written before the runner kept them); nothing for other files or a folder gone."""
+    from hetkv_opt.bench.runner import workload_of
+    from hetkv_opt.io.shards import is_sharded_path, open_sharded
+    try:
+        if is_sharded_path(path) and Path(path).is_dir():
+            return workload_of(open_sharded(path).manifest.get("metadata") or {})
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
 def load_cells(directory: str | Path) -> tuple[list[dict], list[str]]:
     """Every cell record in ``directory`` and the files passed over (with why).
 
@@ -129,6 +142,8 @@ def summarize(records: list[dict]) -> tuple[list[CellRow], list[InstanceRow]]:
         best_t = min(timed, key=lambda t: t[0]) if timed else (None, None)
         src = info.get("source") or {}
         params = src.get("params") or {}
+        if "sparsity" not in info and isinstance(src.get("file"), str):
+            info = {**_file_workload(src["file"]), **info}
         gap = None if best_t[0] is None else max(0.0, (best_t[0] - best_b[0]) / best_t[0]) \
             if best_t[0] > 0 else 0.0
         inst_rows[key] = InstanceRow(
