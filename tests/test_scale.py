@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.parts import is_layered, split_by_layer
 from hetkv_opt.model.schedule import schedule_from_residency
 from hetkv_opt.model.terms import aggregate_bound_s
-from hetkv_opt.policies import PolicyOutOfTime, get_policy, run_policy
+from hetkv_opt.policies import Moves, Policy, PolicyOutOfTime, get_policy, run_policy
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.solve import solve
 from hetkv_opt.workloads.drift import drift_instance
@@ -204,6 +206,17 @@ def test_a_policy_run_is_abandoned_when_its_pace_misses_the_deadline():
     with pytest.raises(PolicyOutOfTime) as exc:
         run_policy(inst, get_policy("lru"), deadline=Deadline.of(1e-6))
     assert exc.value.done < inst.num_epochs
+    # a policy whose set-up takes longer than its deadline stops after that epoch, not
+    # after the first pace check
+    @dataclass
+    class SlowStart(Policy):
+        def decide(self, view):
+            if view.epoch == 0:
+                time.sleep(0.3)
+            return Moves.none(np.full(view.born.size, view.num_tiers - 1, np.int64))
+    with pytest.raises(PolicyOutOfTime) as exc:
+        run_policy(inst, SlowStart(), deadline=Deadline.of(0.1))
+    assert exc.value.done == 1
     # with room to spare the run is the same as without a deadline
     a = run_policy(inst, get_policy("lru")).schedule()
     b = run_policy(inst, get_policy("lru"), deadline=Deadline.of(600)).schedule()

@@ -524,7 +524,9 @@ def run_policy(instance: Instance, policy: Policy, *, deadline=None) -> _Run:
 
     ``deadline`` (a :class:`~hetkv_opt.deadline.Deadline`, optional): the run is abandoned
     (:class:`PolicyOutOfTime`) as soon as the pace of the epochs done says it would end
-    after the deadline, so a caller with a budget never waits for a run it cannot use.
+    after the deadline, or the deadline has passed, so a caller with a budget never waits
+    for a run it cannot use (one epoch's work, a policy's set-up included, is the most it
+    can overrun by).
 
     Raises
     ------
@@ -542,6 +544,11 @@ def run_policy(instance: Instance, policy: Policy, *, deadline=None) -> _Run:
     E, check, mark = run.E, FIRST_CHECK, None
     for e in range(E):
         run.step(e)
+        if e + 1 < E and deadline.expired():
+            # the time is up (a policy's set-up in its first epochs can take longer than
+            # the share it was given): stop now rather than at the next pace check
+            now = time.perf_counter()
+            raise PolicyOutOfTime(e + 1, E, (now - t0) / (e + 1) * E)
         if e + 1 == check and e + 1 < E:
             now = time.perf_counter()
             left = deadline.remaining_s()
