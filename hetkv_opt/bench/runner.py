@@ -362,11 +362,6 @@ def _run_method(inst: Instance, m: MethodSpec, deadline: Deadline | None = None,
     return res.to_dict(), False, ws_report
 
 
-def _goes_by_layer(path) -> bool:
-    from hetkv_opt.methods.by_layer import goes_by_layer
-    return goes_by_layer(path)
-
-
 def run_cell(task: Task) -> dict:
     """Run one cell and return its record (never raises for a failing method: the record
     says ``status = "error"`` and why).  Top-level, so process pools and Dask can call it.
@@ -381,12 +376,13 @@ def run_cell(task: Task) -> dict:
             # a sharded folder, planned from its manifest: auto goes by layer where the
             # CLI would; anything else loads it whole (every shard and the hash checked)
             from hetkv_opt.io.shards import open_sharded
+            from hetkv_opt.methods.by_layer import goes_by_layer
             got = open_sharded(task.instance.file).manifest["instance_sha256"]
             if got != task.instance_sha256:
                 raise RuntimeError(f"instance {task.instance.name}: {task.instance.file} now "
                                    f"holds content {got[:12]}, planned {task.instance_sha256[:12]}")
             by_layer = (task.method.method == "auto" and not task.method.warm_start
-                        and _goes_by_layer(task.instance.file))
+                        and goes_by_layer(task.instance.file))
             if not by_layer:
                 inst = load_instance(task.instance.file)
         elif inst is None:

@@ -98,31 +98,26 @@ def _segments(instance: Instance, schedule: Schedule):
     return end
 
 
-def _tier_at(instance: Instance, schedule: Schedule, items: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-    """Tier of each (item, epoch) pair, by binary search in the sorted change list."""
-    stride = instance.num_epochs + 1
-    keys = schedule.item * stride + schedule.epoch
-    idx = np.searchsorted(keys, items * stride + epochs, side="right") - 1
-    return schedule.tier[idx]
-
-
 #: accesses scored at a time by :func:`_bytes_per_tier`
 _SLICE = 1 << 22
 
 
 def _bytes_per_tier(instance: Instance, schedule: Schedule, pre: str) -> np.ndarray:
     """Bytes read (``pre="read"``) or written per (tier, epoch), shape (K, E), from the
-    tier each access finds its item in.  Slice by slice, so that memory holds the
-    instance and a few slices, not several copies of a read list; the bytes are whole
-    numbers, whose float64 sums are exact in any order."""
+    tier each access finds its item in (binary search in the sorted change list).  Slice
+    by slice, so that memory holds the instance and a few slices, not several copies of a
+    read list; the bytes are whole numbers, whose float64 sums are exact in any order."""
     K, E = instance.num_tiers, instance.num_epochs
     item, epoch = getattr(instance, f"{pre}_item"), getattr(instance, f"{pre}_epoch")
     nbytes = getattr(instance, f"{pre}_bytes")
+    stride = E + 1
+    keys = schedule.item * stride + schedule.epoch
     out = np.zeros(K * E)
     for lo in range(0, item.size, _SLICE):
         sl = slice(lo, lo + _SLICE)
-        k = _tier_at(instance, schedule, item[sl], epoch[sl])
-        out += np.bincount(k * E + epoch[sl], weights=nbytes[sl], minlength=K * E)
+        at = np.searchsorted(keys, item[sl] * stride + epoch[sl], side="right") - 1
+        out += np.bincount(schedule.tier[at] * E + epoch[sl], weights=nbytes[sl],
+                           minlength=K * E)
     return out.reshape(K, E)
 
 

@@ -338,7 +338,7 @@ class View:
 
     @cached_property
     def free_bytes(self) -> np.ndarray:
-        return _ro(self._run.free_bytes_at(self.epoch))
+        return _ro(self._run.free_bytes())
 
     @cached_property
     def reserve_next_bytes(self) -> np.ndarray:

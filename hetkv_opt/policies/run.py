@@ -192,12 +192,8 @@ class _Run:
         later = np.arange(start, E, dtype=np.int64)
         return later[self.step_of[start:] < limit]
 
-    def committed_bytes(self) -> np.ndarray:
-        """Bytes already placed at the current epoch, per tier."""
-        return self.used.astype(float)
-
-    def free_bytes_at(self, e: int) -> np.ndarray:
-        """What is left per tier at the current epoch e (before its newborns are placed;
+    def free_bytes(self) -> np.ndarray:
+        """What is left per tier at the current epoch (before its newborns are placed;
         inclusive tier 1: after every alive item, newborns included)."""
         return self.cap - self._resident()
 
