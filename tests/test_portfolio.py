@@ -8,6 +8,8 @@ import importlib
 import math
 from pathlib import Path
 
+import time
+
 import pytest
 
 from hetkv_opt.deadline import Deadline
@@ -85,8 +87,10 @@ def test_auto_records_every_phase_and_says_what_happened():
 
 
 def test_auto_skips_an_lp_predicted_too_slow_and_still_proves_and_schedules(monkeypatch):
-    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg: (1e9, {
-        "pilot_shrink": 4, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9}))
+    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (1e9, {
+        "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9,
+        "lp_method": "simplex"}))
+    monkeypatch.setattr(auto_mod, "spare_cores", lambda: 0)     # no second process
     inst = drift_instance(blocks=32, steps=16, seed=1)
     res = solve(inst, "auto", time_limit_s=20)
     lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
@@ -229,3 +233,41 @@ def test_hetkv_bench_bound_option_applies_to_policies_without_their_own(tmp_path
                if c["method"]["kind"] != "policy")
     bad = hetkv("bench", "smoke", "--out", tmp_path / "r2", "--bound", "nope", check_rc=2)
     assert "--bound" in bad.stderr
+
+
+def test_an_lp_predicted_too_slow_runs_beside_the_others_on_a_spare_core(monkeypatch):
+    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (1e9, {
+        "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9,
+        "lp_method": "simplex"}))
+    monkeypatch.setattr(auto_mod, "spare_cores", lambda: 1)
+    inst = drift_instance(blocks=32, steps=16, seed=1)
+    res = solve(inst, "auto", time_limit_s=20)
+    lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
+    assert len(lp) == 1 and lp[0]["background"] and lp[0]["finished"], lp
+    # the child's bound is the weak-duality LP bound of the same instance
+    direct = solve(inst, "lp", time_limit_s=20).details["bounds_s"]["lp"]
+    assert res.details["bounds_s"]["lp"] == pytest.approx(direct, rel=1e-9)
+    assert res.bound_s >= direct * (1 - 1e-12) and res.bound_s <= res.total_time_s
+    assert "in a second process" in res.message
+    assert res.details["lp"]["background"] is True
+
+
+def test_a_background_lp_is_killed_at_the_deadline_and_says_so(monkeypatch):
+    """A child that cannot finish is stopped when the deadline comes; the result keeps
+    what the rest found and records the LP as stopped."""
+    import sys
+    import hetkv_opt.methods.background as bg_mod
+    # a child that never answers
+    monkeypatch.setattr(bg_mod, "_child_argv", lambda job, out: [
+        sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (1e9, {
+        "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9,
+        "lp_method": "ipm"}))
+    monkeypatch.setattr(auto_mod, "spare_cores", lambda: 1)
+    inst = drift_instance(blocks=64, steps=32, seed=2, sparsity=0.9, phi=0.9, persistence=0.5)
+    t0 = time.perf_counter()
+    res = solve(inst, "auto", time_limit_s=6)
+    assert time.perf_counter() - t0 < 30          # not the child's 120 s
+    lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
+    assert len(lp) == 1 and lp[0]["background"] and not lp[0]["finished"], lp
+    assert "lp" not in res.details["bounds_s"] and res.schedule is not None

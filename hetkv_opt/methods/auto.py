@@ -17,9 +17,11 @@ import numpy as np
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
 from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.background import MIN_CHILD_S, BackgroundLP, spare_cores
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import solve_flow
+from hetkv_opt.methods.homes import out_of_scope as homes_out_of_scope, spread_homes
 from hetkv_opt.methods.lns import improve
 from hetkv_opt.methods.split import balanced_placement
 from hetkv_opt.methods.starts import static_schedule, too_dense, two_fastest_tiers
@@ -182,6 +184,7 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
                 times[name] = ev.total_time_s
                 book.offer(sched, f"policy {name}")
         details["policies_s"] = times
+    _homes_phase(book)
     # a few iterations: any prices prove a bound, and these warm-start the later runs
     share = dl.share_s(CHEAP_LAGRANGIAN_SHARE)
     _lagrangian_phase(book, details, None, 2.0 if share is None else max(share, CHEAP_GRACE_S),
@@ -191,37 +194,90 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
 def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progress,
                  tol: float) -> None:
     inst, dl = book.instance, book.deadline
-    lp_done = False
+    state = {"lp_done": False, "bg": None}
     if item_epochs(inst) > AUTO_MILP_MAX_ITEM_EPOCHS:
         book.skip("lp", f"more than {AUTO_MILP_MAX_ITEM_EPOCHS} free item-epochs")
     elif dl.expired():
         book.skip("lp", "no time left")
     else:
-        pred, rec = predict_lp_s(inst, config)
+        pred, rec = predict_lp_s(inst, config, deadline=dl)
         share = dl.share_s(LP_SHARE)
         fits = share is None or pred <= share
-        if not fits:
-            book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s (pilots: "
-                            + ", ".join(f"{k} {v}" for k, v in rec.items()
-                                        if k != "predicted_lp_s") + ")", **rec)
+        if not fits and _second_process_ok(config, dl):
+            # it gets all the time left, on the spare core, while the rest runs here
+            state["bg"] = BackgroundLP(inst, config.replace(lp_method=rec["lp_method"]), dl)
+            state["rec"] = rec
+        elif not fits:
+            book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s ("
+                            + _pilot_words(rec) + ")", **rec)
         else:
             with book.phase("lp") as ph:
                 ph.update(rec)
                 rounded: list = []
-                lp = solve_lp(inst, time_limit_s=dl.child(fraction=LP_SHARE_HARD), config=config,
-                              rounding=rounded)
+                lp = solve_lp(inst, time_limit_s=dl.child(fraction=LP_SHARE_HARD),
+                              config=config.replace(lp_method=rec["lp_method"]), rounding=rounded)
                 if lp.status == "infeasible":
                     raise Infeasible(lp.message)
                 lp_bound = lp.details.get("bounds_s", {}).get("lp")
                 book.prove("lp", lp_bound)
                 ph["finished"] = lp_bound is not None
-                lp_done = lp_bound is not None
+                state["lp_done"] = lp_bound is not None
                 details["lp"] = lp.details.get("lp")
                 if rounded and rounded[0] is not None:
                     book.offer(rounded[0], "lp rounding")
+    try:
+        _after_lp(book, config, details, log, progress, tol, state)
+    finally:
+        if state["bg"] is not None:
+            # the deadline has come (or Ctrl-C): an answer that is in is still used
+            _collect_lp(book, details, state, wait=False)
+            if state["bg"] is not None:
+                state["bg"].cancel()
+                book.record("lp", time.perf_counter() - state["bg"].started, False,
+                            note="stopped by the deadline before the LP finished",
+                            **state["rec"])
+                state["bg"] = None
+
+
+def _second_process_ok(config: SolverConfig, dl: Deadline) -> bool:
+    """The LP may run in a second process: a core is spare (this process runs
+    single-threaded and no Dask workers share the machine) and there is time for it."""
+    left = dl.remaining_s()
+    return (spare_cores() >= 1 and config.threads <= 1 and config.workers == 0
+            and config.scheduler is None and (left is None or left >= MIN_CHILD_S))
+
+
+def _collect_lp(book: Ledger, details: dict, state: dict, *, wait: bool) -> None:
+    """Use the background LP's answer when it is in (``wait``: wait for it until the
+    deadline): its bound, its rounded schedule, and a phase record."""
+    bg = state["bg"]
+    if bg is None:
+        return
+    ans = bg.wait(book.deadline) if wait else bg.poll()
+    if ans is None:
+        return
+    state["bg"] = None
+    if ans["status"] == "infeasible":
+        raise Infeasible(ans.get("message") or "the LP relaxation is infeasible")
+    book.prove("lp", ans["bound_s"])
+    offered = book.offer(ans["schedule"], "lp rounding") if ans["schedule"] is not None else False
+    state["lp_done"] = ans["bound_s"] is not None
+    details["lp"] = {**ans.get("lp", {}), "background": True}
+    info = {k: v for k, v in state["rec"].items()}
+    if ans["status"] == "failed":
+        info["note"] = ans.get("message", "")
+    elif ans["bound_s"] is None:
+        info["note"] = ans.get("message") or "the LP did not finish"
+    book.record("lp", ans["runtime_s"], ans["bound_s"] is not None,
+                rounding_kept=bool(offered), **info)
+
+
+def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, tol: float,
+              state: dict) -> None:
+    inst, dl = book.instance, book.deadline
     if book.closed(tol):
         return
-    if lp_done and not dl.expired() and item_epochs(inst) <= MILP_ITEM_EPOCHS:
+    if state["lp_done"] and not dl.expired() and item_epochs(inst) <= MILP_ITEM_EPOCHS:
         with book.phase("milp") as ph:
             res = solve_milp(inst, time_limit_s=dl, config=config, warm_start=book.best,
                              extra_bounds={}, log=log, progress=relay(progress, "milp", dl.start),
@@ -236,13 +292,18 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
             details["milp"] = res.details.get("milp")
             _stop_if_interrupted(ph, details["milp"])
         return
-    if not lp_done:
+    if not state["lp_done"]:
         details["scale_path"] = True
+
+    def collect():
+        _collect_lp(book, details, state, wait=False)
+        return state["lp_done"]
     # a decomposition bound (unless the LP gave a better one), the flow heuristic, and
     # large-neighbourhood search from the best schedule; the bound's prices are refined
     # with what time is left
-    if not dl.expired() and not lp_done:
+    if not dl.expired() and not collect():
         _lagrangian_phase(book, details, progress, dl.share_s(SCALE_LAGRANGIAN_SHARE))
+    collect()
     flow_inst = two_fastest_tiers(inst)
     if flow_inst is None:
         book.skip("flow", "inclusive mode, or items pinned beyond tier 1")
@@ -260,12 +321,15 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
             details["flow"] = info
             ph["graph"] = info.get("flow", {}).get("graph")
             _stop_if_interrupted(ph, info.get("flow"))
+    _homes_phase(book)
+    collect()
     if book.closed(tol):
         return
     if too_dense(inst, "large-neighbourhood search"):
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
-        if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
+        if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+        _collect_lp(book, details, state, wait=True)
         return
     # the rest of the time: search and bound again while either still gains (the bound's
     # runs stop at their call limit, so a long budget would otherwise end early)
@@ -274,15 +338,38 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         if book.best is not None and not dl.expired(1.0):
             with book.phase("lns") as ph:
                 stats: dict = {}
-                improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
+                # while the LP runs beside, shorter rounds: its answer is used sooner
+                share = LNS_SHARE_LP_RUNNING if state["bg"] is not None else LNS_SHARE
+                improve(inst, book.best, deadline=dl.child(fraction=share), config=config,
                         on_better=lambda s, T: book.offer(s, "lns"), info=stats)
                 ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
                 details["lns"] = _merge_counts(details.get("lns"), stats)
                 _stop_if_interrupted(ph, stats)
-        if not dl.expired(0.5) and not book.closed(tol) and not lp_done:
+            _homes_phase(book)
+        lp_running = state["bg"] is not None
+        if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
-        if book.closed(tol) or dl.expired(2.0) or (book.best_s, book.bound_s) == before:
+        collect()
+        if book.closed(tol):
             return
+        if dl.expired(2.0) or ((book.best_s, book.bound_s) == before and not lp_running):
+            break
+    _collect_lp(book, details, state, wait=True)
+
+
+def _homes_phase(book: Ledger) -> None:
+    """Three or more tiers: spread the best schedule's off-tier-0 items over the slower
+    tiers (:func:`~hetkv_opt.methods.homes.spread_homes`); cheap, and the flow heuristic
+    and the policies leave the third tier's bandwidth unused."""
+    if homes_out_of_scope(book.instance) or book.best is None or book.deadline.expired() \
+            or book.best is book.homes_done:
+        return
+    book.homes_done = book.best
+    with book.phase("homes") as ph:
+        stats: dict = {}
+        spread = spread_homes(book.instance, book.best, deadline=book.deadline, info=stats)
+        ph.update(stats)
+        ph["kept"] = book.offer(spread, "homes") if spread is not None else False
 
 
 #: at most this many rounds of (LNS, Lagrangian) in the scale phase
@@ -326,10 +413,22 @@ def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterati
 SCALE_LAGRANGIAN_SHARE = 0.3
 FLOW_SHARE = 0.4
 LNS_SHARE = 0.8
+LNS_SHARE_LP_RUNNING = 0.3
 #: above this many free item-epochs the MILP of the whole instance does not help in the
 #: time a user gives (1024 x 256 drift: 262k; its MILP stays at the LP rounding for
 #: minutes), and large-neighbourhood search takes its place
 MILP_ITEM_EPOCHS = 60_000
+
+
+def _pilot_words(rec: dict) -> str:
+    """What the LP pilots measured, in words (for the skip message)."""
+    if "pilot_shrink" not in rec:
+        return str(rec.get("pilot", "no pilot"))
+    words = [f"pilot shrunk {rec['pilot_shrink']}x: {rec['pilot_nonzeros']} nonzeros"]
+    for m, v in (rec.get("predicted_by_method") or {rec["lp_method"]: rec["predicted_lp_s"]}).items():
+        words.append(f"{m} predicted {v:.3g} s" if math.isfinite(v) else
+                     f"{m} did not finish its pilot in {rec.get('pilot_limit_s', 0):.3g} s")
+    return "; ".join(words)
 
 
 def _stop_if_interrupted(ph: dict, info: dict | None) -> None:
@@ -360,10 +459,11 @@ def first_bound(instance: Instance, deadline: Deadline, config: SolverConfig,
     """
     budget = deadline.child(fraction=share)
     if item_epochs(instance) <= AUTO_MILP_MAX_ITEM_EPOCHS and not budget.expired():
-        pred, _ = predict_lp_s(instance, config)
+        pred, rec = predict_lp_s(instance, config, deadline=budget)
         left = budget.remaining_s()
         if left is None or pred <= left:
-            lp = solve_lp(instance, config=config, time_limit_s=budget)
+            lp = solve_lp(instance, config=config.replace(lp_method=rec["lp_method"]),
+                          time_limit_s=budget)
             if lp.status == "infeasible":
                 raise Infeasible(lp.message)
             bound = lp.details.get("bounds_s", {}).get("lp")

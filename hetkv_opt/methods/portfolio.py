@@ -56,6 +56,7 @@ class Ledger:
         self.client = None                   # Dask client for the decomposed bound, if any
         self.lagrangian_cache: dict = {}     # the prepared problem and oracle, across phases
         self.current = "starts"
+        self.homes_done = None               # the schedule the homes search last started from
 
     # ---------------------------------------------------------------- what is known
     @property
@@ -129,12 +130,21 @@ class Ledger:
         self.phases.append({"phase": name, "finished": False, "skipped": why, "runtime_s": 0.0,
                             "bound_s": self.bound_s, "best_s": self.best_s, **info})
 
+    def record(self, name: str, runtime_s: float, finished: bool, **info) -> None:
+        """Record a phase that ran beside the others (in a second process): its own
+        runtime, and the bound and best schedule once its answer was used."""
+        self.phases.append({"phase": name, "finished": bool(finished), "background": True,
+                            "runtime_s": round(float(runtime_s), 6), **info,
+                            "bound_s": self.bound_s, "best_s": self.best_s})
+
     def summary(self) -> str:
         """What happened, in words (the result's message)."""
         ran = [p for p in self.phases if not p.get("skipped")]
         parts = []
         for p in ran:
             word = "" if p["finished"] else " (stopped by the deadline)"
+            if p.get("background"):
+                word += " (in a second process, beside the others)"
             parts.append(f"{p['phase']} {p['runtime_s']:.2f} s{word}")
         text = "phases: " + ", ".join(parts) if parts else "no phase ran"
         skipped = [f"{p['phase']}: {p['skipped']}" for p in self.phases if p.get("skipped")]
@@ -181,49 +191,88 @@ def shrunk_instance(instance: Instance, factor: int) -> Instance:
         writes=cut(sub.write_epoch, sub.write_item, sub.write_bytes))
 
 
-def _lp_seconds(inst: Instance, config: SolverConfig, limit_s: float) -> tuple[float, int, bool]:
-    """Measured seconds to build and solve the LP of ``inst``, its nonzeros, and whether it
-    finished within ``limit_s``."""
+def _lp_seconds(inst: Instance, config: SolverConfig, method: str, limit_s: float
+                ) -> tuple[float, int, bool]:
+    """Measured seconds to build and solve the LP of ``inst`` with ``method``, its
+    nonzeros, and whether it finished within ``limit_s``."""
     t0 = time.perf_counter()
     model = build_model(inst, rounding_cuts=config.rounding_cuts, count_vars=False)
     raw = run_highs(model, relax=True, time_limit_s=limit_s, threads=config.threads,
-                    seed=config.seed, lp_method=config.lp_method, options=config.highs)
+                    seed=config.seed, lp_method=method, options=config.highs)
     return time.perf_counter() - t0, int(model.num_nz), raw.status == "optimal"
 
 
-def predict_lp_s(instance: Instance, config: SolverConfig, *, pilot_limit_s: float = 3.0
-                 ) -> tuple[float, dict]:
-    """Predicted seconds of the LP relaxation of ``instance`` and how it was predicted.
+#: the LP algorithms piloted when ``lp_method`` is ``auto``: neither wins everywhere on this
+#: formulation (1024 x 256 drift: dual simplex 15.6 s, interior point over 6 min; the
+#: three-tier 256 x 64: dual simplex over 200 s, interior point 49 s)
+PILOT_LP_METHODS = ("simplex", "ipm")
+#: a pilot LP may take at most this share of the time left (and never more than 3 s)
+PILOT_SHARE = 0.02
+
+
+def predict_lp_s(instance: Instance, config: SolverConfig, *, pilot_limit_s: float = 3.0,
+                 deadline: Deadline | None = None) -> tuple[float, dict]:
+    """Predicted seconds of the LP relaxation of ``instance``, the LP algorithm to use, and
+    how both were decided.
 
     Two pilots, the instance shrunk (:func:`shrunk_instance`) to about
-    :data:`PILOT_ITEM_EPOCHS` and to a quarter of that, are solved; their times give the
-    instance's own growth exponent (clipped to [1, 2.5]), which extrapolates the larger
-    pilot to the full size.  A pilot that does not finish in ``pilot_limit_s`` predicts
-    infinity.  Returns ``(seconds, record)``; ``record`` says what was measured.
+    :data:`PILOT_ITEM_EPOCHS` and to a quarter of that, are solved with each algorithm of
+    :data:`PILOT_LP_METHODS` (only ``config.lp_method`` when the caller chose one); their
+    times give each algorithm's own growth exponent (clipped to [1, 2.5]), which
+    extrapolates the larger pilot to the full size, and the algorithm predicted faster is
+    chosen.  A pilot that does not finish in ``pilot_limit_s`` (or in
+    :data:`PILOT_SHARE` of what is left of ``deadline``) predicts infinity for its
+    algorithm.  Returns ``(seconds, record)``; ``record["lp_method"]`` is the algorithm
+    chosen, and the record says what was measured.
     """
+    methods = PILOT_LP_METHODS if config.lp_method == "auto" else (config.lp_method,)
     ie = float((instance.death - instance.birth).sum())
     if ie <= PILOT_ITEM_EPOCHS / 4:
         # tiny: its LP takes a fraction of a second even with three tiers; not worth a
         # pilot (and it still runs under its hard share of the deadline)
-        return 0.0, {"pilot": "none (a tiny instance)", "predicted_lp_s": 0.0}
-    big = max(1, int(round(math.sqrt(ie / PILOT_ITEM_EPOCHS))))
+        return 0.0, {"pilot": "none (a tiny instance)", "predicted_lp_s": 0.0,
+                     "lp_method": config.lp_method}
+    if deadline is not None and not deadline.unlimited:
+        pilot_limit_s = min(pilot_limit_s, max(0.05, PILOT_SHARE * (deadline.remaining_s() or 0)))
+    # the larger pilot is always a shrunk copy (at least 2x in items and epochs), so that
+    # the pilots cost a fraction of the LP they predict
+    big = max(2, int(round(math.sqrt(ie / PILOT_ITEM_EPOCHS))))
     small = 2 * big
-    t_big, n_big, ok_big = _lp_seconds(shrunk_instance(instance, big), config, pilot_limit_s)
-    rec = {"pilot_shrink": big, "pilot_nonzeros": n_big, "pilot_lp_s": round(t_big, 6)}
-    if not ok_big:
-        rec["predicted_lp_s"] = math.inf
-        return math.inf, rec
-    t_small, n_small, _ = _lp_seconds(shrunk_instance(instance, small), config, pilot_limit_s)
-    alpha = LP_TIME_EXPONENT
-    if n_small < n_big and t_small > 0:
-        alpha = math.log(max(t_big, 1e-6) / max(t_small, 1e-6)) / math.log(n_big / n_small)
-    alpha = min(max(alpha, 1.0), 2.5)
-    nnz = _estimate_nnz(instance, n_big, big)
-    pred = t_big * max(1.0, nnz / n_big) ** alpha
-    rec.update({"pilot2_shrink": small, "pilot2_nonzeros": n_small,
-                "pilot2_lp_s": round(t_small, 6), "exponent": round(alpha, 3),
-                "nonzeros_estimate": int(nnz), "predicted_lp_s": round(pred, 6)})
-    return pred, rec
+    inst_big, inst_small = shrunk_instance(instance, big), shrunk_instance(instance, small)
+    per: dict = {}
+    for method in methods:
+        # the smaller pilot first: when even it does not finish, the larger is not tried
+        t_small, n_small, ok_small = _lp_seconds(inst_small, config, method, pilot_limit_s)
+        rec = {"pilot2_shrink": small, "pilot2_nonzeros": n_small,
+               "pilot2_lp_s": round(t_small, 6), "predicted_lp_s": math.inf}
+        per[method] = rec
+        if not ok_small:
+            continue
+        t_big, n_big, ok_big = _lp_seconds(inst_big, config, method, pilot_limit_s)
+        rec.update({"pilot_shrink": big, "pilot_nonzeros": n_big, "pilot_lp_s": round(t_big, 6)})
+        if not ok_big:
+            continue
+        alpha = LP_TIME_EXPONENT
+        if n_small < n_big and t_small > 0:
+            alpha = math.log(max(t_big, 1e-6) / max(t_small, 1e-6)) / math.log(n_big / n_small)
+        alpha = min(max(alpha, 1.0), 2.5)
+        nnz = _estimate_nnz(instance, n_big, big)
+        pred = t_big * max(1.0, nnz / n_big) ** alpha
+        rec.update({"exponent": round(alpha, 3), "nonzeros_estimate": int(nnz),
+                    "predicted_lp_s": round(pred, 6)})
+
+    best = min(methods, key=lambda m: (per[m]["predicted_lp_s"], _pilot_rank(per[m])))
+    out = {**per[best], "lp_method": best, "pilot_limit_s": round(pilot_limit_s, 6)}
+    if len(methods) > 1:
+        out["predicted_by_method"] = {m: per[m]["predicted_lp_s"] for m in methods}
+    return per[best]["predicted_lp_s"], out
+
+
+def _pilot_rank(rec: dict) -> tuple:
+    """Among algorithms with the same prediction (infinity: neither finished its larger
+    pilot): the one that finished its smaller pilot, and faster."""
+    done_small = "pilot_shrink" in rec        # the larger pilot ran: the smaller finished
+    return (0 if done_small else 1, rec["pilot2_lp_s"])
 
 
 def _estimate_nnz(instance: Instance, pilot_nnz: int, factor: int) -> float:
@@ -231,4 +280,5 @@ def _estimate_nnz(instance: Instance, pilot_nnz: int, factor: int) -> float:
     return float(pilot_nnz) * factor * factor
 
 
-__all__ = ["LP_TIME_EXPONENT", "Ledger", "PILOT_ITEM_EPOCHS", "predict_lp_s", "shrunk_instance"]
+__all__ = ["LP_TIME_EXPONENT", "Ledger", "PILOT_ITEM_EPOCHS", "PILOT_LP_METHODS", "predict_lp_s",
+           "shrunk_instance"]

@@ -1,0 +1,166 @@
+"""Spreading the items that live off tier 0 over the slower tiers ("homes").
+
+With three or more tiers (HBM, LPDDR over NVLink-C2C, CXL over PCIe) the hard decision is
+still which items sit in tier 0 when; the flow heuristic makes it on the two fastest tiers
+and leaves every other item in tier 1.  But tiers 1, 2, ... are read *at the same time*
+too: an epoch bound by tier 1's link goes faster when some of its reads come from tier 2.
+On a three-tier 256 x 64 drift instance (GH200 + CXL expander) the two-tier optimum is
+12 % above the LP bound, almost exactly the share of off-package bandwidth the CXL link
+adds (63 of 513 GB/s).
+
+:func:`spread_homes` keeps *when* each item is in tier 0 and chooses, for each item, the
+one slower tier ("home") it lives in whenever it is not in tier 0: a local search over
+items, largest off-tier-0 traffic first, that moves an item's whole off-tier-0 footprint
+(its reads, writes, the copies to and from tier 0, and its bytes) to the home that lowers
+T the most, while every capacity holds.  Each trial costs O(tiers x epochs of the item).
+The result is a schedule; the caller re-scores it with the evaluator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hetkv_opt.deadline import Deadline
+from hetkv_opt.model.evaluate import traffic
+from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
+from hetkv_opt.methods.starts import too_dense
+
+
+def out_of_scope(inst: Instance) -> str | None:
+    """Why :func:`spread_homes` has nothing to do on ``inst`` (None when it applies)."""
+    if inst.mode != "exclusive":
+        return "inclusive mode has two tiers"
+    if inst.num_tiers < 3:
+        return "fewer than three tiers: one home off tier 0"
+    return too_dense(inst, "spreading homes")
+
+
+def _by_item(n: int, item: np.ndarray, epoch: np.ndarray, nbytes: np.ndarray):
+    order = np.argsort(item, kind="stable")
+    starts = np.searchsorted(item[order], np.arange(n + 1))
+    return epoch[order], nbytes[order].astype(float), starts
+
+
+def spread_homes(inst: Instance, schedule: Schedule, *,
+                 deadline: "Deadline | float | None" = None, info: dict | None = None
+                 ) -> Schedule | None:
+    """``schedule`` with each item's off-tier-0 residency moved to the slower tier that
+    lowers T the most (see the module text); None when nothing improved or the method
+    does not apply.  ``info`` receives ``rounds``, ``moved`` and ``finished``."""
+    info = info if info is not None else {}
+    why = out_of_scope(inst)
+    if why:
+        info["skipped"] = why
+        return None
+    dl = Deadline.of(deadline)
+    N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
+    rho = residency_matrix(inst, schedule)          # int8, -1 where not alive
+    tiers = inst.tiers
+    size = inst.size_bytes.astype(float)
+    tr = traffic(inst, schedule)
+    R = tr.reads + tr.copy_out                  # bytes over each tier's read side
+    W = tr.writes + tr.copy_in                  # ... and write side
+    occ = tr.occupancy.copy()
+    cap = np.array([np.inf if t.capacity_bytes is None else float(t.capacity_bytes)
+                    for t in tiers])
+    bw = np.array([t.bandwidth_Bps for t in tiers], float)
+    lr = np.array([np.inf if t.link_read_Bps is None else t.link_read_Bps for t in tiers])
+    lw = np.array([np.inf if t.link_write_Bps is None else t.link_write_Bps for t in tiers])
+
+    def tier_time(k, r, w):
+        return np.maximum((r + w) / bw[k], np.maximum(r / lr[k], w / lw[k]))
+
+    base = np.maximum(np.asarray(inst.min_time_s, float), tier_time(0, R[0], W[0]))
+    tt = np.vstack([tier_time(k, R[k], W[k]) for k in range(K)])
+    r_ep, r_b, r_st = _by_item(N, inst.read_item, inst.read_epoch, inst.read_bytes)
+    w_ep, w_b, w_st = _by_item(N, inst.write_item, inst.write_epoch, inst.write_bytes)
+
+    def footprint(i):
+        """Epochs touched by item i's off-tier-0 life and, on them, its read-side,
+        write-side and resident bytes; and its home (None: not movable)."""
+        b, d = int(inst.birth[i]), int(inst.death[i])
+        row = rho[i, b:d]
+        homes = np.unique(row[row > 0])
+        if homes.size != 1:
+            return None
+        h = int(homes[0])
+        if inst.initial_tier[i] >= 0 and row[0] == h:
+            return None                       # its first tier is fixed
+        off = row == h
+        rd, wr, oc = np.zeros(d - b), np.zeros(d - b), np.where(off, size[i], 0.0)
+        sl = slice(r_st[i], r_st[i + 1])
+        e = r_ep[sl] - b
+        keep = off[e]
+        np.add.at(rd, e[keep], r_b[sl][keep])
+        sl = slice(w_st[i], w_st[i + 1])
+        e = w_ep[sl] - b
+        keep = off[e]
+        np.add.at(wr, e[keep], w_b[sl][keep])
+        # copies made in the epoch before the tier changes
+        leave = off[:-1] & ~off[1:]           # to tier 0: read from the home
+        come = ~off[:-1] & off[1:]            # from tier 0: written into the home
+        rd[:-1] += np.where(leave, size[i], 0.0)
+        wr[:-1] += np.where(come, size[i], 0.0)
+        oc[:-1] += np.where(come, size[i], 0.0)
+        nz = np.flatnonzero((rd > 0) | (wr > 0) | (oc > 0))
+        return h, nz + b, rd[nz], wr[nz], oc[nz]
+
+    weight = np.zeros(N)
+    np.add.at(weight, inst.read_item, inst.read_bytes.astype(float))
+    free = inst.pinned_tier < 0
+    cand = np.flatnonzero(free & np.any(rho > 0, axis=1))
+    cand = cand[np.argsort(-weight[cand], kind="stable")]
+    moved = 0
+    rounds = 0
+    finished = True
+    while True:
+        rounds += 1
+        changed = 0
+        for i in cand.tolist():
+            if dl.expired():
+                finished = False
+                break
+            fp = footprint(i)
+            if fp is None:
+                continue
+            h, ep, rd, wr, oc = fp
+            if ep.size == 0:
+                continue
+            old_tau = np.maximum(base[ep], tt[1:, ep].max(axis=0))
+            th_without = tier_time(h, R[h, ep] - rd, W[h, ep] - wr)
+            best, best_k, best_row = 0.0, None, None
+            for k in range(1, K):
+                if k == h or np.any(occ[k, ep] + oc > cap[k]):
+                    continue
+                tk = tier_time(k, R[k, ep] + rd, W[k, ep] + wr)
+                others = [tt[j, ep] for j in range(1, K) if j not in (h, k)]
+                new_tau = np.maximum.reduce([base[ep], th_without, tk, *others])
+                delta = float((new_tau - old_tau).sum())
+                if delta < best - 1e-12 * float(old_tau.sum() + 1e-300):
+                    best, best_k, best_row = delta, k, tk
+            if best_k is None:
+                continue
+            k = best_k
+            R[h, ep] -= rd
+            W[h, ep] -= wr
+            occ[h, ep] -= oc
+            R[k, ep] += rd
+            W[k, ep] += wr
+            occ[k, ep] += oc
+            tt[h, ep] = th_without
+            tt[k, ep] = best_row
+            b, d = int(inst.birth[i]), int(inst.death[i])
+            row = rho[i, b:d]
+            row[row == h] = k
+            changed += 1
+        moved += changed
+        if not finished or changed == 0 or rounds >= 20:
+            break
+    info.update({"rounds": rounds, "moved": moved, "finished": finished})
+    if moved == 0:
+        return None
+    return schedule_from_residency(inst, rho)
+
+
+__all__ = ["out_of_scope", "spread_homes"]
