@@ -271,3 +271,17 @@ def test_a_background_lp_is_killed_at_the_deadline_and_says_so(monkeypatch):
     lp = [p for p in res.details["phases"] if p["phase"] == "lp"]
     assert len(lp) == 1 and lp[0]["background"] and not lp[0]["finished"], lp
     assert "lp" not in res.details["bounds_s"] and res.schedule is not None
+
+
+def test_the_pilots_measure_both_lp_algorithms_and_pick_the_faster():
+    inst = drift_instance(blocks=128, steps=64, seed=2)
+    pred, rec = portfolio.predict_lp_s(inst, SolverConfig())
+    by = rec["predicted_by_method"]
+    assert set(by) == set(portfolio.PILOT_LP_METHODS)
+    assert rec["lp_method"] == min(by, key=by.get) and pred == by[rec["lp_method"]]
+    # a method the caller chose is the only one piloted
+    pred_ipm, rec_ipm = portfolio.predict_lp_s(inst, SolverConfig(lp_method="ipm"))
+    assert rec_ipm["lp_method"] == "ipm" and "predicted_by_method" not in rec_ipm
+    # a deadline shortens the pilots: with 1 s left each gets at most 2 % of it (or 0.05 s)
+    _, rec_short = portfolio.predict_lp_s(inst, SolverConfig(), deadline=Deadline(1.0))
+    assert rec_short["pilot_limit_s"] <= 0.05 + 1e-9

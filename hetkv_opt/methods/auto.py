@@ -338,9 +338,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         if book.best is not None and not dl.expired(1.0):
             with book.phase("lns") as ph:
                 stats: dict = {}
-                # while the LP runs beside, shorter rounds: its answer is used sooner
-                share = LNS_SHARE_LP_RUNNING if state["bg"] is not None else LNS_SHARE
-                improve(inst, book.best, deadline=dl.child(fraction=share), config=config,
+                improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
                         on_better=lambda s, T: book.offer(s, "lns"), info=stats)
                 ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
                 details["lns"] = _merge_counts(details.get("lns"), stats)
@@ -413,7 +411,6 @@ def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterati
 SCALE_LAGRANGIAN_SHARE = 0.3
 FLOW_SHARE = 0.4
 LNS_SHARE = 0.8
-LNS_SHARE_LP_RUNNING = 0.3
 #: above this many free item-epochs the MILP of the whole instance does not help in the
 #: time a user gives (1024 x 256 drift: 262k; its MILP stays at the LP rounding for
 #: minutes), and large-neighbourhood search takes its place
