@@ -28,6 +28,7 @@ from hetkv_opt.methods.starts import static_schedule, too_dense, two_fastest_tie
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
+from hetkv_opt.model.merge import merge_slow_tiers
 from hetkv_opt.model.terms import aggregate_bound_s
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
@@ -195,6 +196,7 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
                  tol: float) -> None:
     inst, dl = book.instance, book.deadline
     state = {"lp_done": False, "bg": None}
+    _merged_phase(book, config, details)
     if item_epochs(inst) > AUTO_MILP_MAX_ITEM_EPOCHS:
         book.skip("lp", f"more than {AUTO_MILP_MAX_ITEM_EPOCHS} free item-epochs")
     elif dl.expired():
@@ -237,6 +239,31 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
                             note="stopped by the deadline before the LP finished",
                             **state["rec"])
                 state["bg"] = None
+
+
+def _merged_phase(book: Ledger, config: SolverConfig, details: dict) -> None:
+    """Three or more tiers: the bound of the two-tier relaxation with the slower tiers
+    merged (:func:`~hetkv_opt.model.merge.merge_slow_tiers`; a proof for the original),
+    by its LP where predicted to fit, else its Lagrangian bound, in
+    :data:`MERGED_SHARE` of the time left."""
+    merged = merge_slow_tiers(book.instance)
+    if merged is None or book.deadline.expired():
+        return
+    with book.phase("merged") as ph:
+        bounds, words = first_bound(merged, book.deadline, config, MERGED_SHARE)
+        if bounds:
+            how = max(bounds, key=bounds.get)
+            book.prove("merged", bounds[how])
+            ph["proved_by"] = how
+            details["merged"] = {"proved_by": how, "bound_s": bounds[how],
+                                 "tiers": merged.tiers[1].name}
+        else:
+            ph["finished"] = False
+            ph["note"] = words
+
+
+#: the share of the time left the merged-tier bound may take
+MERGED_SHARE = 0.2
 
 
 def _second_process_ok(config: SolverConfig, dl: Deadline) -> bool:
@@ -296,8 +323,11 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         details["scale_path"] = True
 
     def collect():
+        """Use the LP's answer if it is in; True when the instance's own Lagrangian bound
+        is no longer needed (the LP, or the merged-tier bound, already proves more)."""
         _collect_lp(book, details, state, wait=False)
-        return state["lp_done"]
+        merged = book.bounds.get("merged", -math.inf)
+        return state["lp_done"] or merged > book.bounds.get("lagrangian", -math.inf)
     # a decomposition bound (unless the LP gave a better one), the flow heuristic, and
     # large-neighbourhood search from the best schedule; the bound's prices are refined
     # with what time is left
