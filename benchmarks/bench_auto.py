@@ -22,7 +22,8 @@ Classes (``--classes``):
   d  trace replay: the shipped SmolLM2 traces (topk, quest)
   e  MoE: mixtral-8x7b, batch 2, 256-token prompts, 16 output tokens, 2 layers
   f  inclusive drift
-  g  three tiers (gh200-cxl) drift
+  g  three tiers (gh200-cxl): drift 256 x 64 and 1024 x 256, the request workload of (c),
+     high-turnover drift 256 x 64
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ CLASSES = {
                             prompt_tokens="256", output_tokens="16", layers="2",
                             hbm_fraction=0.5, access="paper", variation="low"))],
     "f": [("drift", dict(blocks=256, steps=64, mode="inclusive"))],
-    "g": [("drift", dict(blocks=256, steps=64, hardware="gh200-cxl"))],
+    "g": [("drift", dict(blocks=256, steps=64, hardware="gh200-cxl")),
+          ("drift", dict(blocks=1024, steps=256, hardware="gh200-cxl")),
+          ("workload", dict(model="llama-3.1-8b", hardware="gh200-cxl", batch=4,
+                            prompt_tokens="uniform:512:2048", output_tokens="64", layers="4",
+                            weights="none", hbm_fraction=0.3)),
+          ("drift", dict(blocks=256, steps=64, hardware="gh200-cxl", **HT))],
 }
 
 

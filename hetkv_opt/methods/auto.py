@@ -9,6 +9,7 @@ heuristic; the best evaluated schedule wins.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -243,27 +244,47 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
 
 def _merged_phase(book: Ledger, config: SolverConfig, details: dict) -> None:
     """Three or more tiers: the bound of the two-tier relaxation with the slower tiers
-    merged (:func:`~hetkv_opt.model.merge.merge_slow_tiers`; a proof for the original),
-    by its LP where predicted to fit, else its Lagrangian bound, in
-    :data:`MERGED_SHARE` of the time left."""
-    merged = merge_slow_tiers(book.instance)
-    if merged is None or book.deadline.expired():
+    merged (:func:`~hetkv_opt.model.merge.merge_slow_tiers`; a proof for the original):
+    its LP where predicted to fit in :data:`MERGED_SHARE` of the time left (the LP's
+    rounding, tiers 0 and 1, is offered as a schedule of the original too), else its
+    Lagrangian bound in that share."""
+    inst, dl = book.instance, book.deadline
+    merged = merge_slow_tiers(inst)
+    if merged is None or dl.expired():
         return
     with book.phase("merged") as ph:
-        bounds, words = first_bound(merged, book.deadline, config, MERGED_SHARE)
-        if bounds:
-            how = max(bounds, key=bounds.get)
-            book.prove("merged", bounds[how])
+        pred, rec = predict_lp_s(merged, config, deadline=dl)
+        share = dl.share_s(MERGED_SHARE)
+        bound, how = None, None
+        if share is None or pred <= share:
+            rounded: list = []
+            lp = solve_lp(merged, time_limit_s=dl.child(fraction=MERGED_SHARE_HARD),
+                          config=config.replace(lp_method=rec["lp_method"]), rounding=rounded)
+            if lp.status == "infeasible":
+                raise Infeasible("the slower tiers merged into one: " + lp.message)
+            bound, how = lp.details.get("bounds_s", {}).get("lp"), "lp"
+            if rounded and rounded[0] is not None:
+                ph["rounding_kept"] = book.offer(
+                    dataclasses.replace(rounded[0], instance=inst.name), "merged lp rounding")
+        if bound is None and not dl.expired():
+            left = dl.share_s(MERGED_SHARE)
+            lag = solve_lagrangian(merged, time_limit_s=None if left is None else
+                                   max(left, CHEAP_GRACE_S), stop_on_interrupt=True)
+            if lag.status == "infeasible":
+                raise Infeasible("the slower tiers merged into one: " + lag.message)
+            bound, how = lag.details.get("bounds_s", {}).get("lagrangian"), "lagrangian"
+        if bound is not None:
+            book.prove("merged", bound)
             ph["proved_by"] = how
-            details["merged"] = {"proved_by": how, "bound_s": bounds[how],
+            details["merged"] = {"proved_by": how, "bound_s": bound,
                                  "tiers": merged.tiers[1].name}
         else:
             ph["finished"] = False
-            ph["note"] = words
 
 
 #: the share of the time left the merged-tier bound may take
 MERGED_SHARE = 0.2
+MERGED_SHARE_HARD = 0.35
 
 
 def _second_process_ok(config: SolverConfig, dl: Deadline) -> bool:

@@ -76,52 +76,58 @@ def spread_homes(inst: Instance, schedule: Schedule, *,
     r_ep, r_b, r_st = _by_item(N, inst.read_item, inst.read_epoch, inst.read_bytes)
     w_ep, w_b, w_st = _by_item(N, inst.write_item, inst.write_epoch, inst.write_bytes)
 
-    def footprint(i):
-        """Epochs touched by item i's off-tier-0 life and, on them, its read-side,
-        write-side and resident bytes; and its home (None: not movable)."""
-        b, d = int(inst.birth[i]), int(inst.death[i])
-        row = rho[i, b:d]
-        homes = np.unique(row[row > 0])
-        if homes.size != 1:
+    def footprint(i, a, b):
+        """Epochs touched by item i's stretch [a, b) off tier 0 and, on them, its
+        read-side, write-side and resident bytes; and its home (None: not movable)."""
+        row = rho[i, a:b]
+        h = int(row[0])
+        if h <= 0 or np.any(row != h):
             return None
-        h = int(homes[0])
-        if inst.initial_tier[i] >= 0 and row[0] == h:
-            return None                       # its first tier is fixed
-        off = row == h
-        rd, wr, oc = np.zeros(d - b), np.zeros(d - b), np.where(off, size[i], 0.0)
-        sl = slice(r_st[i], r_st[i + 1])
-        e = r_ep[sl] - b
-        keep = off[e]
-        np.add.at(rd, e[keep], r_b[sl][keep])
-        sl = slice(w_st[i], w_st[i + 1])
-        e = w_ep[sl] - b
-        keep = off[e]
-        np.add.at(wr, e[keep], w_b[sl][keep])
-        # copies made in the epoch before the tier changes
-        leave = off[:-1] & ~off[1:]           # to tier 0: read from the home
-        come = ~off[:-1] & off[1:]            # from tier 0: written into the home
-        rd[:-1] += np.where(leave, size[i], 0.0)
-        wr[:-1] += np.where(come, size[i], 0.0)
-        oc[:-1] += np.where(come, size[i], 0.0)
+        birth, death = int(inst.birth[i]), int(inst.death[i])
+        lo, hi = max(a - 1, birth), b             # the copy in runs in epoch a - 1
+        n = hi - lo
+        rd, wr, oc = np.zeros(n), np.zeros(n), np.zeros(n)
+        oc[a - lo:b - lo] = size[i]
+        for ep_, b_, st, out in ((r_ep, r_b, r_st, rd), (w_ep, w_b, w_st, wr)):
+            sl = slice(st[i], st[i + 1])
+            e = ep_[sl]
+            keep = (e >= a) & (e < b)
+            np.add.at(out, e[keep] - lo, b_[sl][keep])
+        if a > birth:                             # copied in from tier 0 during a - 1
+            wr[0] += size[i]
+            oc[0] += size[i]
+        if b < death:                             # copied out to tier 0 during b - 1
+            rd[b - 1 - lo] += size[i]
         nz = np.flatnonzero((rd > 0) | (wr > 0) | (oc > 0))
-        return h, nz + b, rd[nz], wr[nz], oc[nz]
+        return h, nz + lo, rd[nz], wr[nz], oc[nz]
 
-    weight = np.zeros(N)
-    np.add.at(weight, inst.read_item, inst.read_bytes.astype(float))
-    free = inst.pinned_tier < 0
-    cand = np.flatnonzero(free & np.any(rho > 0, axis=1))
-    cand = cand[np.argsort(-weight[cand], kind="stable")]
+    # the stretches: maximal runs of epochs off tier 0, one tier each, of free items (a
+    # run that starts at birth with a fixed initial tier stays where it is)
+    stretches = []
+    for i in np.flatnonzero((inst.pinned_tier < 0) & np.any(rho > 0, axis=1)).tolist():
+        birth, death = int(inst.birth[i]), int(inst.death[i])
+        row = rho[i, birth:death]
+        off = np.concatenate([[False], row > 0, [False]])
+        starts = np.flatnonzero(off[1:] & ~off[:-1])
+        ends = np.flatnonzero(~off[1:] & off[:-1])
+        for a, b in zip((starts + birth).tolist(), (ends + birth).tolist()):
+            if a == birth and inst.initial_tier[i] >= 0:
+                continue
+            sl = slice(r_st[i], r_st[i + 1])
+            e = r_ep[sl]
+            stretches.append((-float(r_b[sl][(e >= a) & (e < b)].sum()), i, a, b))
+    stretches.sort()
     moved = 0
     rounds = 0
     finished = True
     while True:
         rounds += 1
         changed = 0
-        for i in cand.tolist():
+        for _, i, a, b in stretches:
             if dl.expired():
                 finished = False
                 break
-            fp = footprint(i)
+            fp = footprint(i, a, b)
             if fp is None:
                 continue
             h, ep, rd, wr, oc = fp
@@ -150,9 +156,7 @@ def spread_homes(inst: Instance, schedule: Schedule, *,
             occ[k, ep] += oc
             tt[h, ep] = th_without
             tt[k, ep] = best_row
-            b, d = int(inst.birth[i]), int(inst.death[i])
-            row = rho[i, b:d]
-            row[row == h] = k
+            rho[i, a:b] = k
             changed += 1
         moved += changed
         if not finished or changed == 0 or rounds >= 20:
