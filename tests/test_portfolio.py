@@ -236,8 +236,10 @@ def test_hetkv_bench_bound_option_applies_to_policies_without_their_own(tmp_path
 
 
 def test_an_lp_predicted_too_slow_runs_beside_the_others_on_a_spare_core(monkeypatch):
-    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (1e9, {
-        "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9,
+    # 10 s: more than its inline share of 20 s, but predicted to finish in time, so auto
+    # waits for it
+    monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (10.0, {
+        "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 10.0,
         "lp_method": "simplex"}))
     monkeypatch.setattr(auto_mod, "spare_cores", lambda: 1)
     inst = drift_instance(blocks=32, steps=16, seed=1)

@@ -237,7 +237,7 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
             if state["bg"] is not None:
                 state["bg"].cancel()
                 book.record("lp", time.perf_counter() - state["bg"].started, False,
-                            note="stopped by the deadline before the LP finished",
+                            note="stopped: the LP had not finished when the rest ended",
                             **state["rec"])
                 state["bg"] = None
 
@@ -293,6 +293,19 @@ def _second_process_ok(config: SolverConfig, dl: Deadline) -> bool:
     left = dl.remaining_s()
     return (spare_cores() >= 1 and config.threads <= 1 and config.workers == 0
             and config.scheduler is None and (left is None or left >= MIN_CHILD_S))
+
+
+def _lp_expected(state: dict, dl: Deadline) -> bool:
+    """The LP in the second process is predicted (by its pilots, with half as much again
+    for safety) to finish before the deadline."""
+    bg = state.get("bg")
+    if bg is None:
+        return False
+    pred = state["rec"].get("predicted_lp_s", math.inf)
+    left = dl.remaining_s()
+    if left is None:
+        return True
+    return math.isfinite(pred) and 1.5 * pred - (time.perf_counter() - bg.started) <= left
 
 
 def _collect_lp(book: Ledger, details: dict, state: dict, *, wait: bool) -> None:
@@ -380,7 +393,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
-        _collect_lp(book, details, state, wait=True)
+        _collect_lp(book, details, state, wait=_lp_expected(state, dl))
         return
     # the rest of the time: search and bound again while either still gains (the bound's
     # runs stop at their call limit, so a long budget would otherwise end early)
@@ -395,7 +408,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
                 details["lns"] = _merge_counts(details.get("lns"), stats)
                 _stop_if_interrupted(ph, stats)
             _homes_phase(book)
-        lp_running = state["bg"] is not None
+        lp_running = state["bg"] is not None and _lp_expected(state, dl)
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
         collect()
@@ -403,7 +416,9 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
             return
         if dl.expired(2.0) or ((book.best_s, book.bound_s) == before and not lp_running):
             break
-    _collect_lp(book, details, state, wait=True)
+    # the LP is waited for only when its pilots say it finishes in time; otherwise the
+    # answer is returned now and the LP is stopped
+    _collect_lp(book, details, state, wait=_lp_expected(state, dl))
 
 
 def _homes_phase(book: Ledger) -> None:

@@ -144,7 +144,8 @@ class Ledger:
         for p in ran:
             word = "" if p["finished"] else " (stopped by the deadline)"
             if p.get("background"):
-                word += " (in a second process, beside the others)"
+                word = (" (in a second process, beside the others)" if p["finished"] else
+                        " (in a second process, beside the others; stopped unfinished)")
             parts.append(f"{p['phase']} {p['runtime_s']:.2f} s{word}")
         text = "phases: " + ", ".join(parts) if parts else "no phase ran"
         skipped = [f"{p['phase']}: {p['skipped']}" for p in self.phases if p.get("skipped")]
