@@ -515,11 +515,27 @@ class Infeasible(Exception):
 def first_bound(instance: Instance, deadline: Deadline, config: SolverConfig,
                 share: float) -> tuple[dict, str]:
     """The best proof for a heuristic to be measured against, in ``share`` of the time
-    left: the LP bound when :func:`predict_lp_s` says it fits, else the Lagrangian bound.
+    left: the LP bound when :func:`predict_lp_s` says it fits, else the Lagrangian bound;
+    with three or more tiers, also the bound of the slower tiers merged
+    (:func:`~hetkv_opt.model.merge.merge_slow_tiers`), in the first half of the share.
 
     Returns ``({method: seconds}, what happened in words)``; raises ``Infeasible`` when
     the LP proves that no schedule exists.
     """
+    merged = merge_slow_tiers(instance)
+    if merged is None:
+        return _first_bound_of(instance, deadline, config, share)
+    budget = deadline.child(fraction=share)
+    mb, _ = _first_bound_of(merged, budget, config, 0.5)
+    out, words = _first_bound_of(instance, budget, config, 1.0)
+    if mb:
+        out = {**out, "merged": max(mb.values())}
+        words += "; and the bound of the slower tiers merged into one"
+    return out, words
+
+
+def _first_bound_of(instance: Instance, deadline: Deadline, config: SolverConfig,
+                    share: float) -> tuple[dict, str]:
     budget = deadline.child(fraction=share)
     if item_epochs(instance) <= AUTO_MILP_MAX_ITEM_EPOCHS and not budget.expired():
         pred, rec = predict_lp_s(instance, config, deadline=budget)
