@@ -244,39 +244,27 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
 
 def _merged_phase(book: Ledger, config: SolverConfig, details: dict) -> None:
     """Three or more tiers: the bound of the two-tier relaxation with the slower tiers
-    merged (:func:`~hetkv_opt.model.merge.merge_slow_tiers`; a proof for the original):
-    its LP where predicted to fit in :data:`MERGED_SHARE` of the time left (the LP's
-    rounding, tiers 0 and 1, is offered as a schedule of the original too), else its
-    Lagrangian bound in that share."""
+    merged (:func:`~hetkv_opt.model.merge.merge_slow_tiers`; a proof for the original),
+    by :func:`first_bound`'s rule in :data:`MERGED_SHARE` of the time left; the merged
+    LP's rounding (tiers 0 and 1) is offered as a schedule of the original too."""
     inst, dl = book.instance, book.deadline
     merged = merge_slow_tiers(inst)
     if merged is None or dl.expired():
         return
     with book.phase("merged") as ph:
-        pred, rec = predict_lp_s(merged, config, deadline=dl)
-        share = dl.share_s(MERGED_SHARE)
-        bound, how = None, None
-        if share is None or pred <= share:
-            rounded: list = []
-            lp = solve_lp(merged, time_limit_s=dl.child(fraction=MERGED_SHARE_HARD),
-                          config=config.replace(lp_method=rec["lp_method"]), rounding=rounded)
-            if lp.status == "infeasible":
-                raise Infeasible("the slower tiers merged into one: " + lp.message)
-            bound, how = lp.details.get("bounds_s", {}).get("lp"), "lp"
-            if rounded and rounded[0] is not None:
-                ph["rounding_kept"] = book.offer(
-                    dataclasses.replace(rounded[0], instance=inst.name), "merged lp rounding")
-        if bound is None and not dl.expired():
-            left = dl.share_s(MERGED_SHARE)
-            lag = solve_lagrangian(merged, time_limit_s=None if left is None else
-                                   max(left, CHEAP_GRACE_S), stop_on_interrupt=True)
-            if lag.status == "infeasible":
-                raise Infeasible("the slower tiers merged into one: " + lag.message)
-            bound, how = lag.details.get("bounds_s", {}).get("lagrangian"), "lagrangian"
-        if bound is not None:
-            book.prove("merged", bound)
+        rounded: list = []
+        try:
+            bounds, _ = _first_bound_of(merged, dl, config, MERGED_SHARE, rounding=rounded)
+        except Infeasible as exc:
+            raise Infeasible(f"the slower tiers merged into one: {exc}") from None
+        if rounded and rounded[0] is not None:
+            ph["rounding_kept"] = book.offer(
+                dataclasses.replace(rounded[0], instance=inst.name), "merged lp rounding")
+        if bounds:
+            how = max(bounds, key=bounds.get)
+            book.prove("merged", bounds[how])
             ph["proved_by"] = how
-            details["merged"] = {"proved_by": how, "bound_s": bound,
+            details["merged"] = {"proved_by": how, "bound_s": bounds[how],
                                  "tiers": merged.tiers[1].name}
         else:
             ph["finished"] = False
@@ -284,7 +272,6 @@ def _merged_phase(book: Ledger, config: SolverConfig, details: dict) -> None:
 
 #: the share of the time left the merged-tier bound may take
 MERGED_SHARE = 0.2
-MERGED_SHARE_HARD = 0.35
 
 
 def _second_process_ok(config: SolverConfig, dl: Deadline) -> bool:
@@ -535,14 +522,15 @@ def first_bound(instance: Instance, deadline: Deadline, config: SolverConfig,
 
 
 def _first_bound_of(instance: Instance, deadline: Deadline, config: SolverConfig,
-                    share: float) -> tuple[dict, str]:
+                    share: float, rounding: list | None = None) -> tuple[dict, str]:
+    """:func:`first_bound` for one instance (``rounding``: as :func:`solve_lp`'s)."""
     budget = deadline.child(fraction=share)
     if item_epochs(instance) <= AUTO_MILP_MAX_ITEM_EPOCHS and not budget.expired():
         pred, rec = predict_lp_s(instance, config, deadline=budget)
         left = budget.remaining_s()
         if left is None or pred <= left:
             lp = solve_lp(instance, config=config.replace(lp_method=rec["lp_method"]),
-                          time_limit_s=budget)
+                          time_limit_s=budget, rounding=rounding)
             if lp.status == "infeasible":
                 raise Infeasible(lp.message)
             bound = lp.details.get("bounds_s", {}).get("lp")

@@ -8,11 +8,11 @@ On a three-tier 256 x 64 drift instance (GH200 + CXL expander) the two-tier opti
 12 % above the LP bound, almost exactly the share of off-package bandwidth the CXL link
 adds (63 of 513 GB/s).
 
-:func:`spread_homes` keeps *when* each item is in tier 0 and chooses, for each item, the
-one slower tier ("home") it lives in whenever it is not in tier 0: a local search over
-items, largest off-tier-0 traffic first, that moves an item's whole off-tier-0 footprint
-(its reads, writes, the copies to and from tier 0, and its bytes) to the home that lowers
-T the most, while every capacity holds.  Each trial costs O(tiers x epochs of the item).
+:func:`spread_homes` keeps *when* each item is in tier 0 and chooses, for each stretch
+an item spends off tier 0, the one slower tier ("home") it spends it in: a local search
+over stretches, most read bytes first, that moves a stretch's whole footprint (its reads,
+writes, the copies from and to tier 0 at its ends, and its bytes) to the home that lowers
+T the most, while every capacity holds.  Each trial costs O(tiers x epochs of the stretch).
 The result is a schedule; the caller re-scores it with the evaluator.
 """
 
@@ -45,7 +45,7 @@ def _by_item(n: int, item: np.ndarray, epoch: np.ndarray, nbytes: np.ndarray):
 def spread_homes(inst: Instance, schedule: Schedule, *,
                  deadline: "Deadline | float | None" = None, info: dict | None = None
                  ) -> Schedule | None:
-    """``schedule`` with each item's off-tier-0 residency moved to the slower tier that
+    """``schedule`` with each stretch off tier 0 moved to the slower tier that
     lowers T the most (see the module text); None when nothing improved or the method
     does not apply.  ``info`` receives ``rounds``, ``moved`` and ``finished``."""
     info = info if info is not None else {}
@@ -54,7 +54,7 @@ def spread_homes(inst: Instance, schedule: Schedule, *,
         info["skipped"] = why
         return None
     dl = Deadline.of(deadline)
-    N, E, K = inst.num_items, inst.num_epochs, inst.num_tiers
+    N, K = inst.num_items, inst.num_tiers
     rho = residency_matrix(inst, schedule)          # int8, -1 where not alive
     tiers = inst.tiers
     size = inst.size_bytes.astype(float)
