@@ -346,6 +346,26 @@ def test_cli_bench_only_runs_the_matching_instances(tmp_path):
     assert "tiny, drift-s50" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_cli_bench_only_needs_only_its_own_files(tmp_path):
+    """A suite of instance files made one at a time (benchmarks/make_paper_full.sh): a run
+    of one of them must not need the files of the others; a run that needs a missing file
+    still stops, naming it."""
+    missing = tmp_path / "not-made-yet.json"
+    suite = write_suite(tmp_path, SUITE + f"""
+[[instances]]
+name = "later"
+file = "{missing}"
+""")
+    out = tmp_path / "out"
+    proc = hetkv("bench", suite, "--out", out, "--quiet", "--only", "drift-*")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 cells, 3 run" in proc.stderr
+    proc = hetkv("bench", suite, "--out", out, "--quiet", "--only", "lat*")
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "instances[2].file" in proc.stderr
+    proc = hetkv("bench", suite, "--out", out, "--quiet")
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_bad_suite_is_one_line_exit_2(tmp_path):
     p = write_suite(tmp_path, SUITE.replace("time_limit_s = 30", "time_limit_s = 0"), name="bad")
     proc = hetkv("bench", p, "--out", tmp_path / "out")

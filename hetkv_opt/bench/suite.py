@@ -46,6 +46,7 @@ present, must equal it.  Every error names the file, the field and the reason.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import itertools
 import json
 import math
@@ -312,7 +313,7 @@ def _format_name(template: str, params: Mapping[str, Any], where: str) -> str:
                                 f"({type(exc).__name__}: {exc})") from None
 
 
-def _parse_instances(raw, base_dir: Path, seed: int) -> list[InstanceSpec]:
+def _parse_instances(raw, base_dir: Path, seed: int, only: str | None = None) -> list[InstanceSpec]:
     if not isinstance(raw, list) or not raw:
         raise SuiteError("instances", "must be a non-empty list of tables ([[instances]])")
     out: list[InstanceSpec] = []
@@ -344,9 +345,11 @@ def _parse_instances(raw, base_dir: Path, seed: int) -> list[InstanceSpec]:
             if not path.is_absolute():
                 cands = [base_dir / path, Path.cwd() / path]
                 path = next((c for c in cands if present(c)), cands[0])
-            if not present(path):
-                raise SuiteError(f"{where}.file", f"no such file: {f}")
             name = template or path.stem
+            # a missing file matters only to a run that includes it (``only``: a name
+            # pattern, as ``hetkv bench --only``; the caller drops the rest)
+            if not present(path) and (only is None or fnmatch.fnmatchcase(name, only)):
+                raise SuiteError(f"{where}.file", f"no such file: {f}")
             out.append(InstanceSpec(name=name, group=group or name, index=len(out),
                                     file=str(path.resolve())))
             continue
@@ -530,7 +533,7 @@ def _parse_methods(raw, seed: int, base_dir: Path | None = None) -> list[MethodS
 
 
 def parse_suite(data: Mapping[str, Any], name: str, base_dir: Path | None = None,
-                source: str | None = None) -> Suite:
+                source: str | None = None, only: str | None = None) -> Suite:
     """Validate a parsed suite mapping (the TOML's content) and build a :class:`Suite`.
 
     Raises
@@ -559,7 +562,7 @@ def parse_suite(data: Mapping[str, Any], name: str, base_dir: Path | None = None
         seed = data.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SuiteError("seed", f"must be a whole number >= 0, got {seed!r}")
-        instances = _parse_instances(data.get("instances"), base_dir or Path.cwd(), seed)
+        instances = _parse_instances(data.get("instances"), base_dir or Path.cwd(), seed, only)
         methods = _parse_methods(data.get("methods"), seed, base_dir)
     except SuiteError as exc:
         raise (exc.with_source(source) if source else exc) from None
@@ -567,8 +570,9 @@ def parse_suite(data: Mapping[str, Any], name: str, base_dir: Path | None = None
                  description=desc, source=source)
 
 
-def load_suite_file(path: str | Path) -> Suite:
-    """Load and validate a suite file; its name is the file's stem."""
+def load_suite_file(path: str | Path, only: str | None = None) -> Suite:
+    """Load and validate a suite file; its name is the file's stem (``only``: the
+    instances a run will use, by name pattern; another's file may be missing)."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError("(file)", "no such suite file", str(path))
@@ -576,7 +580,8 @@ def load_suite_file(path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SuiteError("(file)", f"not valid TOML ({exc})", str(path)) from None
-    return parse_suite(data, name=path.stem, base_dir=path.resolve().parent, source=str(path))
+    return parse_suite(data, name=path.stem, base_dir=path.resolve().parent, source=str(path),
+                       only=only)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -627,7 +632,7 @@ def list_suites(dirs=None) -> list[str]:
     return sorted(names)
 
 
-def load_suite(name_or_path: str | Path, dirs=None) -> Suite:
+def load_suite(name_or_path: str | Path, dirs=None, only: str | None = None) -> Suite:
     """A suite by name (registered, or ``benchmarks/suites/NAME.toml``) or by path.
 
     Raises
@@ -639,13 +644,13 @@ def load_suite(name_or_path: str | Path, dirs=None) -> Suite:
         return _REGISTERED[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():
-        return load_suite_file(path)
+        return load_suite_file(path, only)
     files = list_suite_files(dirs)
     if str(name_or_path) not in files:
         known = sorted(set(files) | set(_REGISTERED))
         raise SuiteError("(file)", f"no suite named {str(name_or_path)!r} and no such file "
                                    f"(known suites: {', '.join(known) or 'none'})")
-    return load_suite_file(files[str(name_or_path)])
+    return load_suite_file(files[str(name_or_path)], only)
 
 
 def spec_json(obj: Any) -> str:

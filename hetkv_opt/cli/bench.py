@@ -47,7 +47,7 @@ def bench(
     if scheduler is not None and workers != 1:
         fail("options '--workers' and '--scheduler' exclude each other (Dask has its own workers)")
     try:
-        spec = load_suite(suite)
+        spec = load_suite(suite, only=only)
     except SuiteError as exc:
         fail(str(exc))
     if only is not None:
