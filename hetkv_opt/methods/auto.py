@@ -24,6 +24,7 @@ from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import solve_flow
 from hetkv_opt.methods.homes import out_of_scope as homes_out_of_scope, spread_homes
 from hetkv_opt.methods.lns import improve
+from hetkv_opt.methods.polish import out_of_scope as polish_out_of_scope, polish
 from hetkv_opt.methods.split import balanced_placement
 from hetkv_opt.methods.starts import static_schedule, too_dense, two_fastest_tiers
 from hetkv_opt.milp.config import SolverConfig
@@ -225,6 +226,7 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
                 book.prove("lp", lp_bound)
                 ph["finished"] = lp_bound is not None
                 state["lp_done"] = lp_bound is not None
+                state["lp_s"] = lp.runtime_s
                 details["lp"] = lp.details.get("lp")
                 if rounded and rounded[0] is not None:
                     book.offer(rounded[0], "lp rounding")
@@ -325,7 +327,19 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
     inst, dl = book.instance, book.deadline
     if book.closed(tol):
         return
-    if state["lp_done"] and not dl.expired() and item_epochs(inst) <= MILP_ITEM_EPOCHS:
+    milp_ok = state["lp_done"] and not dl.expired() and item_epochs(inst) <= MILP_ITEM_EPOCHS
+    if milp_ok:
+        _polish_phase(book, POLISH_SHARE_BEFORE_MILP)
+        left = dl.remaining_s()
+        root = MILP_ROOT_PER_LP * state.get("lp_s", 0.0)
+        if left is not None and root > left:
+            # HiGHS checks its time limit only between rounds of cuts at the root node (a
+            # round took 4-12 s on a high-turnover 256 x 64): it would overrun the deadline
+            book.skip("milp", f"its root node is predicted to take {root:.3g} s "
+                              f"({MILP_ROOT_PER_LP:g} x the LP's {state['lp_s']:.3g} s), more "
+                              f"than the {left:.3g} s left")
+            milp_ok = False
+    if milp_ok:
         with book.phase("milp") as ph:
             res = solve_milp(inst, time_limit_s=dl, config=config, warm_start=book.best,
                              extra_bounds={}, log=log, progress=relay(progress, "milp", dl.start),
@@ -373,6 +387,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
             ph["graph"] = info.get("flow", {}).get("graph")
             _stop_if_interrupted(ph, info.get("flow"))
     _homes_phase(book)
+    _polish_phase(book, POLISH_SHARE)
     collect()
     if book.closed(tol):
         return
@@ -395,6 +410,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
                 details["lns"] = _merge_counts(details.get("lns"), stats)
                 _stop_if_interrupted(ph, stats)
             _homes_phase(book)
+            _polish_phase(book, POLISH_SHARE)
         lp_running = state["bg"] is not None and _lp_expected(state, dl)
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
@@ -421,6 +437,29 @@ def _homes_phase(book: Ledger) -> None:
         spread = spread_homes(book.instance, book.best, deadline=book.deadline, info=stats)
         ph.update(stats)
         ph["kept"] = book.offer(spread, "homes") if spread is not None else False
+
+
+def _polish_phase(book: Ledger, share: float) -> None:
+    """Single-item moves on the best schedule (:func:`~hetkv_opt.methods.polish.polish`),
+    in ``share`` of the time left: the flow heuristic and the LP rounding decide with
+    linear prices and leave epochs on the wrong side of their balance point."""
+    if polish_out_of_scope(book.instance) or book.best is None or book.deadline.expired() \
+            or book.best is book.polish_done:
+        return
+    with book.phase("polish") as ph:
+        stats: dict = {}
+        better = polish(book.instance, book.best, deadline=book.deadline.child(fraction=share),
+                        info=stats)
+        ph.update({k: stats[k] for k in ("passes", "moves", "swaps", "skipped") if k in stats})
+        ph["finished"] = bool(stats.get("finished", True))
+        ph["kept"] = book.offer(better, "polish") if better is not None else False
+        book.polish_done = book.best
+
+
+#: shares of the time left for polishing the best schedule: before the MILP (its start),
+#: and after the flow heuristic and each round of large-neighbourhood search
+POLISH_SHARE_BEFORE_MILP = 0.15
+POLISH_SHARE = 0.25
 
 
 #: at most this many rounds of (LNS, Lagrangian) in the scale phase
@@ -464,6 +503,11 @@ def _lagrangian_phase(book: Ledger, details: dict, progress, limit_s, *, iterati
 SCALE_LAGRANGIAN_SHARE = 0.3
 FLOW_SHARE = 0.4
 LNS_SHARE = 0.8
+#: the MILP's root node (its LP, then rounds of cuts, between which alone HiGHS checks its
+#: time limit) takes about this many times the LP relaxation (measured: 17 s against an LP
+#: of 3.3-3.9 s on a high-turnover 256 x 64 drift instance); the MILP is not started with
+#: less time left than that
+MILP_ROOT_PER_LP = 6.0
 #: above this many free item-epochs the MILP of the whole instance does not help in the
 #: time a user gives (1024 x 256 drift: 262k; its MILP stays at the LP rounding for
 #: minutes), and large-neighbourhood search takes its place

@@ -57,6 +57,7 @@ class Ledger:
         self.lagrangian_cache: dict = {}     # the prepared problem and oracle, across phases
         self.current = "starts"
         self.homes_done = None               # the schedule the homes search last started from
+        self.polish_done = None              # ... and the polish search
 
     # ---------------------------------------------------------------- what is known
     @property
