@@ -58,6 +58,7 @@ import time
 import numpy as np
 
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.child import Abandoned, run_in_child
 from hetkv_opt.methods.starts import too_dense, trivial_schedule
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
@@ -227,24 +228,68 @@ def predict_flow_s(n_arcs: int, engine: str) -> float:
     return 2.3 * (max(n_arcs, 1) / 2.6e4) ** 1.3
 
 
-#: a solve runs only when this many times its predicted time fits in the time left (the
-#: prediction is an idle machine's; a loaded one is up to twice as slow)
+#: a solve in this process runs only when this many times its predicted time fits in the
+#: time left (the prediction is an idle machine's; a loaded one is up to twice as slow)
 FLOW_TIME_SAFETY = 2.0
+#: an OR-Tools solve predicted to take at least this long runs in a child process that is
+#: killed at the deadline (:mod:`hetkv_opt.methods.child`): the time of one solve is not a
+#: function of its size alone (418k arcs: 2 s on a high-turnover drift instance, 34 s on a
+#: default one), so a prediction alone could overrun the deadline by many times
+CHILD_SOLVE_S = 0.5
+#: until a solve of this run has measured how far off the prediction is, a child solve may
+#: take this share of the time left (the rest is for the smaller graph, if it is stopped)
+FIRST_CHILD_SHARE = 0.6
 
 
 class _TooSlow(Exception):
     """A flow solve predicted to outlast the deadline (nothing was solved)."""
 
 
+def _in_child(n_arcs: int, engine: str, deadline: Deadline | None) -> bool:
+    return (engine == "ortools" and deadline is not None and not deadline.unlimited
+            and predict_flow_s(n_arcs, engine) >= CHILD_SOLVE_S)
+
+
 def _check_fits(n_arcs: int, engine: str, deadline: Deadline | None, stats: dict) -> None:
+    """Raise :class:`_TooSlow` when the solve is predicted not to fit: the prediction
+    corrected by what this run's solves measured; twice that must fit for a solve in this
+    process, once for one in a child (which the deadline stops)."""
     if deadline is None:
         return
     left = deadline.remaining_s()
-    pred = predict_flow_s(n_arcs, engine)
-    if left is not None and FLOW_TIME_SAFETY * pred > left:
+    pred = predict_flow_s(n_arcs, engine) * stats.get("solve_ratio", 1.0)
+    safety = 1.0 if _in_child(n_arcs, engine, deadline) else FLOW_TIME_SAFETY
+    if left is not None and safety * pred > left:
         stats.setdefault("skipped_solves", []).append(
             {"arcs": int(n_arcs), "predicted_s": round(pred, 3), "left_s": round(left, 3)})
         raise _TooSlow
+
+
+def _timed_solve(n_nodes: int, tails, heads, caps, costs, sup, engine: str,
+                 deadline: Deadline | None, stats: dict) -> np.ndarray:
+    """:func:`min_cost_flow`, in a child process when :func:`_in_child` says so (then
+    :class:`_TooSlow` when the deadline stops it); records the measured / predicted time."""
+    n_arcs = len(tails)
+    t0 = time.perf_counter()
+    if _in_child(n_arcs, engine, deadline):
+        stop = deadline if "solve_ratio" in stats else deadline.child(fraction=FIRST_CHILD_SHARE)
+        try:
+            x = run_in_child("hetkv_opt.methods.flow:min_cost_flow",
+                             (n_nodes, tails, heads, caps, costs, sup, engine), stop)
+        except Abandoned as exc:
+            stats.setdefault("abandoned_solves", []).append(
+                {"arcs": int(n_arcs), "after_s": round(time.perf_counter() - t0, 3),
+                 "why": str(exc)})
+            stats["flow_solve_s"] += time.perf_counter() - t0
+            raise _TooSlow from None
+        stats["child_solves"] = stats.get("child_solves", 0) + 1
+    else:
+        x = min_cost_flow(n_nodes, tails, heads, caps, costs, sup, engine)
+    took = time.perf_counter() - t0
+    stats["flow_solve_s"] += took
+    if engine == "ortools":
+        stats["solve_ratio"] = took / max(predict_flow_s(n_arcs, engine), 1e-9)
+    return x
 
 
 def min_cost_flow(num_nodes: int, tails: np.ndarray, heads: np.ndarray, caps: np.ndarray,
@@ -276,7 +321,8 @@ def min_cost_flow(num_nodes: int, tails: np.ndarray, heads: np.ndarray, caps: np
 
 
 def min_cost_flow_dag(E: int, F: int, u: np.ndarray, v: np.ndarray, cost: np.ndarray,
-                      engine: str) -> np.ndarray:
+                      engine: str, deadline: Deadline | None = None,
+                      stats: dict | None = None) -> np.ndarray:
     """Route F units from node 0 to node E through idle arcs t -> t+1 (capacity F, cost 0)
     and unit-capacity arcs u -> v with integer costs; returns the 0/1 flow on the latter."""
     n = u.size
@@ -285,9 +331,10 @@ def min_cost_flow_dag(E: int, F: int, u: np.ndarray, v: np.ndarray, cost: np.nda
     t = np.arange(E, dtype=np.int64)
     sup = np.zeros(E + 1, np.int64)
     sup[0], sup[E] = F, -F
-    x = min_cost_flow(E + 1, np.concatenate([t, u]), np.concatenate([t + 1, v]),
-                      np.concatenate([np.full(E, F), np.ones(n, np.int64)]),
-                      np.concatenate([np.zeros(E, np.int64), cost]), sup, engine)
+    x = _timed_solve(E + 1, np.concatenate([t, u]), np.concatenate([t + 1, v]),
+                     np.concatenate([np.full(E, F), np.ones(n, np.int64)]),
+                     np.concatenate([np.zeros(E, np.int64), cost]), sup, engine, deadline,
+                     {"flow_solve_s": 0.0} if stats is None else stats)
     return x[E:]
 
 
@@ -348,11 +395,10 @@ def _chain_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, eng
     t = np.arange(E, dtype=np.int64)
     sup = np.zeros(n_nodes, np.int64)
     sup[0], sup[E] = F, -F
-    t0 = time.perf_counter()
-    x = min_cost_flow(n_nodes, np.concatenate([t, T]), np.concatenate([t + 1, H]),
-                      np.concatenate([np.full(E, F), np.ones(T.size, np.int64)]),
-                      np.concatenate([np.zeros(E, np.int64), icost]), sup, eng)[E:]
-    stats["flow_solve_s"] += time.perf_counter() - t0
+    x = _timed_solve(n_nodes, np.concatenate([t, T]), np.concatenate([t + 1, H]),
+                     np.concatenate([np.full(E, F), np.ones(T.size, np.int64)]),
+                     np.concatenate([np.zeros(E, np.int64), icost]), sup, eng, deadline,
+                     stats)[E:]
     on = np.flatnonzero(x > 0)
     death = inst.death
     for k, j in zip(kind[on].tolist(), m[on].tolist()):
@@ -450,9 +496,7 @@ def _runs_flow(inst: Instance, B: np.ndarray, uc, free: np.ndarray, F: int, engi
     stats["arcs_max"] = max(stats["arcs_max"], int(item.size + E))
     scale = COST_UNITS / max(float(-cost.min(initial=0.0)), 1e-300)
     icost = np.minimum(np.round(cost * scale), -1).astype(np.int64)
-    t0 = time.perf_counter()
-    x = min_cost_flow_dag(E, F, u, v, icost, eng)
-    stats["flow_solve_s"] += time.perf_counter() - t0
+    x = min_cost_flow_dag(E, F, u, v, icost, eng, deadline, stats)
     rho = np.ones((inst.num_items, E), np.int64)
     for i, a, b in zip(item[x > 0].tolist(), rs[x > 0].tolist(), re_[x > 0].tolist()):
         rho[i, a:b] = 0

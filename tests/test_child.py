@@ -1,0 +1,71 @@
+"""A step that cannot be interrupted runs in a child process that the deadline stops: the
+answer comes back when it finishes in time; a child past the deadline is killed at once;
+a failing child is said so.  The flow heuristic's solves give the same schedule there."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import hetkv_opt.methods.flow as flow
+from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.child import Abandoned, run_in_child
+from hetkv_opt.model.schedule import residency_matrix
+from hetkv_opt.workloads.drift import drift_instance
+
+
+def test_the_answer_comes_back():
+    assert run_in_child("math:hypot", (3.0, 4.0), Deadline.of(30)) == 5.0
+    arr = run_in_child("numpy:cumsum", (np.arange(5),), Deadline.of(30))
+    assert arr.tolist() == [0, 1, 3, 6, 10]
+
+
+def test_a_child_past_the_deadline_is_killed_at_once():
+    t = time.perf_counter()
+    with pytest.raises(Abandoned, match="had not finished at the deadline"):
+        run_in_child("time:sleep", (30,), Deadline.of(1.0))
+    assert time.perf_counter() - t < 3.0
+
+
+def test_a_failing_child_is_said_so():
+    with pytest.raises(Abandoned, match="ValueError"):
+        run_in_child("math:sqrt", (-1.0,), Deadline.of(30))
+
+
+def test_flow_solves_in_a_child_give_the_same_schedule(monkeypatch):
+    inst = drift_instance(blocks=32, steps=12, seed=2, sparsity=0.8)
+    here = flow.solve_flow(inst, time_limit_s=60, graph="chain", engine="ortools", bounds={})
+    monkeypatch.setattr(flow, "CHILD_SOLVE_S", 0.0)
+    there = flow.solve_flow(inst, time_limit_s=60, graph="chain", engine="ortools", bounds={})
+    assert there.details["flow"]["child_solves"] >= 1
+    assert "child_solves" not in here.details["flow"]
+    assert np.array_equal(residency_matrix(inst, here.schedule), residency_matrix(inst, there.schedule))
+    assert there.total_time_s == here.total_time_s
+
+
+def test_a_flow_solve_stopped_in_its_child_falls_back_to_the_small_graph(monkeypatch):
+    """The first chain solve may take FIRST_CHILD_SHARE of the time; when it is stopped
+    there, the runs graph uses the rest and the schedule is still feasible and in time."""
+    inst = drift_instance(blocks=32, steps=12, seed=2, sparsity=0.8)
+    monkeypatch.setattr(flow, "CHILD_SOLVE_S", 0.0)
+    stopped = []
+
+    def child_that_hangs_on_the_chain_graph(target, args, dl):
+        """As run_in_child, but a chain-graph solve (nodes per read, beyond the E + 1
+        time nodes) never ends: it is stopped at the deadline like a killed child."""
+        if args[0] > inst.num_epochs + 1:
+            time.sleep(max(dl.remaining_s(), 0.0))
+            stopped.append(dl.elapsed_s())
+            raise Abandoned("had not finished at the deadline")
+        return flow.min_cost_flow(*args)
+    monkeypatch.setattr(flow, "run_in_child", child_that_hangs_on_the_chain_graph)
+    t = time.perf_counter()
+    res = flow.solve_flow(inst, time_limit_s=4, graph="chain", engine="ortools", bounds={})
+    assert time.perf_counter() - t < 4 * 1.05 + 2
+    assert len(stopped) == 1 and stopped[0] < 4 * flow.FIRST_CHILD_SHARE + 0.5
+    f = res.details["flow"]
+    assert f["graph"] == "runs" and f["abandoned_solves"]
+    assert res.evaluation.feasible
+    assert res.total_time_s < flow.solve_flow(inst, time_limit_s=0.0, bounds={}).total_time_s
