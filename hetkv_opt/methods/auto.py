@@ -458,7 +458,7 @@ def _polish_phase(book: Ledger, share: float) -> None:
 
 #: shares of the time left for polishing the best schedule: before the MILP (its start),
 #: and after the flow heuristic and each round of large-neighbourhood search
-POLISH_SHARE_BEFORE_MILP = 0.15
+POLISH_SHARE_BEFORE_MILP = 0.05
 POLISH_SHARE = 0.25
 
 
