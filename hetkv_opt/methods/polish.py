@@ -16,7 +16,10 @@ footprint before and after (reads, writes, the copies at each change of tier, ch
 the epoch before it, and the bytes it occupies, in both tiers during a copy, as
 docs/model.md section 2 says) over ``[a - 1, b + 1)``, every time term of section 4, and the
 compute floor.  A move is made only when it lowers T and every capacity holds; pins and
-initial tiers are kept.
+initial tiers are kept.  A promotion that would lower T but finds tier 0 full is paired
+with the eviction of another item over the blocked epochs (:data:`SWAP_CANDIDATES` of
+those resident there all along, the fewest read bytes first): the pair is made when
+together they lower T and fit.
 
 Items are visited most-read first; each item takes its best improving move until it has
 none, and passes repeat until one changes nothing or the deadline comes.  A move costs
