@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.io.formats import atomic_write_bytes
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.instance import Instance
 
@@ -158,10 +159,7 @@ def _child(job_path: str, out_path: str) -> int:
     ans = {"status": "infeasible" if res.status == "infeasible" else "done",
            "bound_s": bound, "schedule": rounded[0] if rounded else None,
            "lp": res.details.get("lp") or {}, "message": res.message}
-    tmp = Path(out_path).with_suffix(".part")
-    with open(tmp, "wb") as f:
-        pickle.dump(ans, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, out_path)
+    atomic_write_bytes(out_path, pickle.dumps(ans, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 
 

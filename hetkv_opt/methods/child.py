@@ -15,7 +15,6 @@ output goes nowhere (a ``--format json`` stdout must stay clean).
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.io.formats import atomic_write_bytes
 
 
 class Abandoned(Exception):
@@ -79,10 +79,7 @@ def _child(job_path: str, out_path: str) -> int:
         job = pickle.load(f)
     module, name = job["target"].split(":")
     result = getattr(importlib.import_module(module), name)(*job["args"])
-    tmp = Path(out_path).with_suffix(".part")
-    with open(tmp, "wb") as f:
-        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, out_path)
+    atomic_write_bytes(out_path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.model.evaluate import traffic
-from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.instance import Instance, accesses_by_item
 from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
 from hetkv_opt.methods.starts import too_dense
 
@@ -34,12 +34,6 @@ def out_of_scope(inst: Instance) -> str | None:
     if inst.num_tiers < 3:
         return "fewer than three tiers: one home off tier 0"
     return too_dense(inst, "spreading homes")
-
-
-def _by_item(n: int, item: np.ndarray, epoch: np.ndarray, nbytes: np.ndarray):
-    order = np.argsort(item, kind="stable")
-    starts = np.searchsorted(item[order], np.arange(n + 1))
-    return epoch[order], nbytes[order].astype(float), starts
 
 
 def spread_homes(inst: Instance, schedule: Schedule, *,
@@ -54,7 +48,7 @@ def spread_homes(inst: Instance, schedule: Schedule, *,
         info["skipped"] = why
         return None
     dl = Deadline.of(deadline)
-    N, K = inst.num_items, inst.num_tiers
+    K = inst.num_tiers
     rho = residency_matrix(inst, schedule)          # int8, -1 where not alive
     tiers = inst.tiers
     size = inst.size_bytes.astype(float)
@@ -73,8 +67,8 @@ def spread_homes(inst: Instance, schedule: Schedule, *,
 
     base = np.maximum(np.asarray(inst.min_time_s, float), tier_time(0, R[0], W[0]))
     tt = np.vstack([tier_time(k, R[k], W[k]) for k in range(K)])
-    r_ep, r_b, r_st = _by_item(N, inst.read_item, inst.read_epoch, inst.read_bytes)
-    w_ep, w_b, w_st = _by_item(N, inst.write_item, inst.write_epoch, inst.write_bytes)
+    r_ep, r_b, r_st = accesses_by_item(inst, "read")
+    w_ep, w_b, w_st = accesses_by_item(inst, "write")
 
     def footprint(i, a, b):
         """Epochs touched by item i's stretch [a, b) off tier 0 and, on them, its

@@ -37,7 +37,7 @@ import numpy as np
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.starts import too_dense
 from hetkv_opt.model.evaluate import traffic
-from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.instance import Instance, accesses_by_item
 from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
 
 #: a move spans at most this many consecutive gaps between the item's events
@@ -55,13 +55,6 @@ def out_of_scope(inst: Instance) -> str | None:
     if inst.num_tiers < 2:
         return "one tier: nothing to decide"
     return too_dense(inst, "polishing")
-
-
-def _by_item(n: int, item: np.ndarray, epoch: np.ndarray, nbytes: np.ndarray):
-    """Accesses grouped by item, in epoch order: (epochs, bytes, starts)."""
-    order = np.lexsort((epoch, item))
-    starts = np.searchsorted(item[order], np.arange(n + 1))
-    return epoch[order], nbytes[order].astype(float), starts
 
 
 class Move(NamedTuple):
@@ -88,7 +81,7 @@ class Search:
 
     def __init__(self, inst: Instance, schedule: Schedule):
         self.inst = inst
-        N, self.K, self.E = inst.num_items, inst.num_tiers, inst.num_epochs
+        self.K, self.E = inst.num_tiers, inst.num_epochs
         self.rho = residency_matrix(inst, schedule)
         tr = traffic(inst, schedule)
         self.R = tr.reads + tr.copy_out
@@ -107,10 +100,8 @@ class Search:
         self.bind = np.where(self.tt.max(axis=0) >= self.tau, self.tt.argmax(axis=0), -1)
         self.size = inst.size_bytes.astype(float)
         self.birth, self.death = inst.birth, inst.death
-        self.r_ep, self.r_b, self.r_st = _by_item(N, inst.read_item, inst.read_epoch,
-                                                  inst.read_bytes)
-        self.w_ep, self.w_b, self.w_st = _by_item(N, inst.write_item, inst.write_epoch,
-                                                  inst.write_bytes)
+        self.r_ep, self.r_b, self.r_st = accesses_by_item(inst, "read")
+        self.w_ep, self.w_b, self.w_st = accesses_by_item(inst, "write")
 
     def total_s(self) -> float:
         return float(self.tau.sum())

@@ -127,6 +127,16 @@ def per_epoch_sum(epoch: np.ndarray, values: np.ndarray, num_epochs: int) -> np.
     return out
 
 
+def accesses_by_item(inst: "Instance", kind: str):
+    """The reads (``kind="read"``) or writes of ``inst`` grouped by item, in epoch order:
+    ``(epochs, bytes as float, starts)``; item i's accesses are ``[starts[i],
+    starts[i + 1])``."""
+    item, epoch = getattr(inst, f"{kind}_item"), getattr(inst, f"{kind}_epoch")
+    order = np.lexsort((epoch, item))
+    starts = np.searchsorted(item[order], np.arange(inst.num_items + 1))
+    return epoch[order], getattr(inst, f"{kind}_bytes")[order].astype(float), starts
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view (the caller's own array object stays writable)."""
     a = np.ascontiguousarray(a).view()
