@@ -11,7 +11,7 @@ import pytest
 
 import hetkv_opt.methods.flow as flow
 from hetkv_opt.deadline import Deadline
-from hetkv_opt.methods.child import Abandoned, run_in_child
+from hetkv_opt.methods.child import Abandoned, Child, run_in_child
 from hetkv_opt.model.schedule import residency_matrix
 from hetkv_opt.workloads.drift import drift_instance
 
@@ -69,3 +69,44 @@ def test_a_flow_solve_stopped_in_its_child_falls_back_to_the_small_graph(monkeyp
     assert f["graph"] == "runs" and f["abandoned_solves"]
     assert res.evaluation.feasible
     assert res.total_time_s < flow.solve_flow(inst, time_limit_s=0.0, bounds={}).total_time_s
+
+
+def test_a_child_runs_beside_and_stopping_it_stops_what_it_started(tmp_path):
+    """Child does not wait: poll() is None while it runs; cancel() kills its whole process
+    group, so a process it started does not outlive it."""
+    pidfile = tmp_path / "pid"
+    child = Child("subprocess:call", (["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"],))
+    t = time.perf_counter()
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.perf_counter() - t < 20, "the grandchild never started"
+        time.sleep(0.05)
+    assert child.poll() is None and child.running()
+    pid = int(pidfile.read_text())
+    t = time.perf_counter()
+    child.cancel()
+    assert time.perf_counter() - t < 5       # nothing left holds its pipes open
+    assert not child.running()
+    with pytest.raises(Abandoned, match="was stopped"):
+        child.poll()
+    t = time.perf_counter()
+    while _alive(pid):
+        assert time.perf_counter() - t < 5, "the grandchild outlived its parent's cancel"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed orphan may wait to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(ln.startswith("State:") and "Z" in ln for ln in f)
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_answer_is_polled():
+    with Child("math:hypot", (5.0, 12.0)) as child:
+        t = time.perf_counter()
+        while child.poll() is None:
+            assert time.perf_counter() - t < 30
+            time.sleep(0.02)
+        assert child.poll() == 13.0

@@ -4,6 +4,8 @@ and stays close to the LP bound on drift instances."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -242,3 +244,24 @@ def test_auto_scale_path_on_three_tiers_uses_the_two_fastest(monkeypatch):
     assert res.total_time_s <= min(others)
     assert res.total_time_s < evaluate(inst, trivial_schedule(inst)).total_time_s / 2
     assert res.bound_s <= res.total_time_s
+
+
+def test_auto_runs_the_flow_heuristic_beside_on_a_spare_core(monkeypatch):
+    """With a spare core and no LP in reach, the flow heuristic runs in a second process
+    while the bound and the search go on here; its schedule is used (recorded as a phase
+    that ran beside), and the time limit holds."""
+    import importlib
+    solve_mod = _scale_path(monkeypatch)
+    auto_mod = importlib.import_module("hetkv_opt.methods.auto")
+    monkeypatch.setattr(auto_mod, "FLOW_BESIDE_MIN_S", 0.0)     # small graph: force it
+    monkeypatch.setattr(auto_mod, "spare_cores", lambda: 1)
+    inst = drift_instance(blocks=48, steps=24, seed=3)
+    t = time.perf_counter()
+    res = solve_mod.solve(inst, "auto", time_limit_s=12)
+    assert time.perf_counter() - t <= 12 * 1.05 + 2
+    flows = [p for p in res.details["phases"] if p["phase"] == "flow"]
+    assert len(flows) == 1 and flows[0]["background"] and flows[0]["finished"], flows
+    assert res.details["flow"]["background"]
+    here = solve_flow(inst, time_limit_s=20, graph="chain", bounds={})
+    assert res.total_time_s <= here.total_time_s * (1 + 1e-12)
+    assert evaluate(inst, res.schedule).total_time_s == res.total_time_s

@@ -19,9 +19,10 @@ from hetkv_opt.bounds.lagrangian import solve_lagrangian
 from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.background import MIN_CHILD_S, BackgroundLP, spare_cores
+from hetkv_opt.methods.child import Abandoned, Child
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
-from hetkv_opt.methods.flow import solve_flow
+from hetkv_opt.methods.flow import predict_flow_s, solve_flow
 from hetkv_opt.methods.homes import out_of_scope as homes_out_of_scope, spread_homes
 from hetkv_opt.methods.lns import improve
 from hetkv_opt.methods.polish import out_of_scope as polish_out_of_scope, polish
@@ -197,20 +198,28 @@ def _cheap_phase(book: Ledger, warm_start, config: SolverConfig, details: dict) 
 def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progress,
                  tol: float) -> None:
     inst, dl = book.instance, book.deadline
-    state = {"lp_done": False, "bg": None}
+    state = {"lp_done": False, "bg": None, "flow_bg": None}
     _merged_phase(book, config, details)
     if item_epochs(inst) > AUTO_MILP_MAX_ITEM_EPOCHS:
         book.skip("lp", f"more than {AUTO_MILP_MAX_ITEM_EPOCHS} free item-epochs")
+        _start_flow_beside(book, config, state)
     elif dl.expired():
         book.skip("lp", "no time left")
     else:
         pred, rec = predict_lp_s(inst, config, deadline=dl)
         share = dl.share_s(LP_SHARE)
         fits = share is None or pred <= share
+        left = dl.remaining_s()
         if not fits and _second_process_ok(config, dl):
-            # it gets all the time left, on the spare core, while the rest runs here
-            state["bg"] = BackgroundLP(inst, config.replace(lp_method=rec["lp_method"]), dl)
-            state["rec"] = rec
+            # the spare core: the LP gets all the time left there, while the rest runs
+            # here; but when its pilots say it cannot finish, the flow heuristic goes
+            # first (the LP follows it, with the time then left)
+            if left is None or LP_BESIDE_SAFETY * pred <= left \
+                    or not _start_flow_beside(book, config, state):
+                state["bg"] = BackgroundLP(inst, config.replace(lp_method=rec["lp_method"]), dl)
+                state["rec"] = rec
+            else:
+                state["lp_later"] = rec
         elif not fits:
             book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s ("
                             + _pilot_words(rec) + ")", **rec)
@@ -233,6 +242,13 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
     try:
         _after_lp(book, config, details, log, progress, tol, state)
     finally:
+        if state["flow_bg"] is not None:
+            _collect_flow(book, config, details, state, wait=False)
+        if state["flow_bg"] is not None:
+            state["flow_bg"].cancel()
+            book.record("flow", time.perf_counter() - state["flow_bg"].started, False,
+                        note="stopped: the flow heuristic had not finished when the rest ended")
+            state["flow_bg"] = None
         if state["bg"] is not None:
             # the deadline has come (or Ctrl-C): an answer that is in is still used
             _collect_lp(book, details, state, wait=False)
@@ -242,6 +258,72 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
                             note="stopped: the LP had not finished when the rest ended",
                             **state["rec"])
                 state["bg"] = None
+
+
+def _start_flow_beside(book: Ledger, config: SolverConfig, state: dict) -> bool:
+    """Start the flow heuristic (chain graph) on the spare core, in
+    :data:`FLOW_BESIDE_SHARE` of the time left, when it applies; True when it started."""
+    inst, dl = book.instance, book.deadline
+    flow_inst = two_fastest_tiers(inst)
+    if flow_inst is None or too_dense(inst, "the flow heuristic") \
+            or not _second_process_ok(config, dl):
+        return False
+    limit = dl.share_s(FLOW_BESIDE_SHARE)
+    if limit is not None and limit < MIN_CHILD_S:
+        return False
+    # a small graph is solved here in less time than a second process takes to start
+    free_reads = int((inst.pinned_tier[inst.read_item] < 0).sum())
+    if predict_flow_s(CHAIN_ARCS_PER_READ * free_reads + inst.num_epochs, "ortools") \
+            < FLOW_BESIDE_MIN_S:
+        return False
+    state["flow_bg"] = Child("hetkv_opt.methods.flow:flow_beside", (flow_inst, limit))
+    state["flow_end"] = math.inf if limit is None else time.perf_counter() + limit
+    state["flow_beside"] = True
+    return True
+
+
+def _collect_flow(book: Ledger, config: SolverConfig, details: dict, state: dict, *,
+                  wait: bool) -> None:
+    """Use the flow heuristic's answer from the spare core when it is in (``wait``: wait
+    for it until the deadline); then the spare core is the LP's, if it waits for it."""
+    child = state.get("flow_bg")
+    if child is None:
+        return
+    if not wait and child.running():
+        return
+    try:
+        ans = child.wait(book.deadline) if wait else child.poll()
+    except Abandoned as exc:
+        ans = {"schedule": None, "flow": {"note": str(exc)},
+               "runtime_s": time.perf_counter() - child.started}
+    state["flow_bg"] = None
+    info = ans["flow"]
+    details["flow"] = {**info, "background": True}
+    was, book.current = book.current, "flow"
+    kept = book.offer(ans["schedule"], "flow") if ans["schedule"] is not None else False
+    book.current = was
+    book.record("flow", ans["runtime_s"], ans["schedule"] is not None, kept=bool(kept),
+                graph=info.get("graph"), **({"note": info["note"]} if "note" in info else {}))
+    rec = state.pop("lp_later", None)
+    if rec is not None and _second_process_ok(config, book.deadline):
+        state["bg"] = BackgroundLP(book.instance, config.replace(lp_method=rec["lp_method"]),
+                                   book.deadline)
+        state["rec"] = rec
+
+
+#: the flow heuristic on the spare core may take this share of the time left (the rest is
+#: for searching from its schedule)
+FLOW_BESIDE_SHARE = 0.7
+#: ... and only when its first solve is predicted to take at least this long (the chain
+#: graph has up to this many arcs per read of a free item)
+FLOW_BESIDE_MIN_S = 1.0
+CHAIN_ARCS_PER_READ = 6
+#: the LP goes on the spare core first only when its pilots predict it to finish in the
+#: time left with this much to spare
+LP_BESIDE_SAFETY = 1.5
+#: while the flow heuristic runs beside, a round of the Lagrangian bound takes this share
+#: of the time left (its schedule is to be searched when it comes)
+LAGRANGIAN_BESIDE_FLOW_SHARE = 0.3
 
 
 def _merged_phase(book: Ledger, config: SolverConfig, details: dict) -> None:
@@ -358,8 +440,10 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         details["scale_path"] = True
 
     def collect():
-        """Use the LP's answer if it is in; True when the instance's own Lagrangian bound
-        is no longer needed (the LP, or the merged-tier bound, already proves more)."""
+        """Use the LP's and the flow heuristic's answers if they are in; True when the
+        instance's own Lagrangian bound is no longer needed (the LP, or the merged-tier
+        bound, already proves more)."""
+        _collect_flow(book, config, details, state, wait=False)
         _collect_lp(book, details, state, wait=False)
         merged = book.bounds.get("merged", -math.inf)
         return state["lp_done"] or merged > book.bounds.get("lagrangian", -math.inf)
@@ -370,7 +454,9 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         _lagrangian_phase(book, details, progress, dl.share_s(SCALE_LAGRANGIAN_SHARE))
     collect()
     flow_inst = two_fastest_tiers(inst)
-    if flow_inst is None:
+    if state.get("flow_beside"):
+        pass                      # it runs on the spare core; collect() takes its answer
+    elif flow_inst is None:
         book.skip("flow", "inclusive mode, or items pinned beyond tier 1")
     elif too_dense(inst, "the flow heuristic"):
         book.skip("flow", too_dense(inst, "the flow heuristic"))
@@ -395,32 +481,47 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+        _collect_flow(book, config, details, state, wait=True)
+        _polish_phase(book, POLISH_SHARE)
         _collect_lp(book, details, state, wait=_lp_expected(state, dl))
         return
     # the rest of the time: search and bound again while either still gains (the bound's
     # runs stop at their call limit, so a long budget would otherwise end early)
     for _ in range(MAX_REFINE_ROUNDS):
+        collect()
+        _homes_phase(book)                 # a schedule that came in from the spare core
+        _polish_phase(book, POLISH_SHARE)
         before = (book.best_s, book.bound_s)
         if book.best is not None and not dl.expired(1.0):
             with book.phase("lns") as ph:
                 stats: dict = {}
-                improve(inst, book.best, deadline=dl.child(fraction=LNS_SHARE), config=config,
+                lns_dl = dl.child(fraction=LNS_SHARE)
+                if state["flow_bg"] is not None:
+                    # until the flow heuristic's answer is due: its schedule is searched next
+                    lns_dl = lns_dl.child(max(state["flow_end"] - time.perf_counter(), 1.0))
+                improve(inst, book.best, deadline=lns_dl, config=config,
                         on_better=lambda s, T: book.offer(s, "lns"), info=stats)
                 ph.update({k: stats[k] for k in ("windows", "improved") if k in stats})
                 details["lns"] = _merge_counts(details.get("lns"), stats)
                 _stop_if_interrupted(ph, stats)
             _homes_phase(book)
             _polish_phase(book, POLISH_SHARE)
-        lp_running = state["bg"] is not None and _lp_expected(state, dl)
+        lp_running = (state["bg"] is not None and _lp_expected(state, dl)) \
+            or state["flow_bg"] is not None
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
-            _lagrangian_phase(book, details, progress, dl.share_s(0.9))
+            _lagrangian_phase(book, details, progress, dl.share_s(
+                0.9 if state["flow_bg"] is None else LAGRANGIAN_BESIDE_FLOW_SHARE))
         collect()
         if book.closed(tol):
             return
         if dl.expired(2.0) or ((book.best_s, book.bound_s) == before and not lp_running):
             break
-    # the LP is waited for only when its pilots say it finishes in time; otherwise the
-    # answer is returned now and the LP is stopped
+    # the flow heuristic is waited for (it has its own limit); the LP only when its pilots
+    # say it finishes in time; otherwise the answer is returned now and the LP is stopped
+    if state["flow_bg"] is not None:
+        _collect_flow(book, config, details, state, wait=True)
+        _homes_phase(book)
+        _polish_phase(book, 0.9)
     _collect_lp(book, details, state, wait=_lp_expected(state, dl))
 
 

@@ -44,8 +44,12 @@ from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_r
 SPAN = 3
 #: at most this many passes over the items
 MAX_PASSES = 20
-#: items a blocked promotion may evict (the fewest read bytes over the blocked epochs first)
-SWAP_CANDIDATES = 8
+#: items a blocked promotion may evict (the fewest read bytes over the blocked epochs first),
+#: and how many of them, the best estimated first, are measured exactly
+SWAP_CANDIDATES = 16
+SWAP_EXACT = 3
+#: blocked promotions (the best estimated first) that may look for a swap, per item and move
+SWAP_TRIES = 2
 
 
 def out_of_scope(inst: Instance) -> str | None:
@@ -93,7 +97,8 @@ class Search:
         self.lw = [math.inf if t.link_write_Bps is None else t.link_write_Bps for t in tiers]
         self.cap = [math.inf if t.capacity_bytes is None else float(t.capacity_bytes)
                     for t in tiers]
-        bw, lr, lw = (np.array(x, float)[:, None] for x in (self.bw, self.lr, self.lw))
+        bw, lr, lw = self._cols = tuple(np.array(x, float)[:, None]
+                                        for x in (self.bw, self.lr, self.lw))
         self.tt = np.maximum((self.R + self.W) / bw, np.maximum(self.R / lr, self.W / lw))
         self.c = np.asarray(inst.min_time_s, float)
         self.tau = np.maximum(self.c, self.tt.max(axis=0))
@@ -214,6 +219,114 @@ class Search:
             self.tau[e] = max(self.c[e], float(col.max()))
             self.bind[e] = int(col.argmax()) if col.max() >= self.tau[e] else -1
 
+    def single_deltas(self, e: np.ndarray, dR: np.ndarray, dW: np.ndarray) -> np.ndarray:
+        """The exact change of each epoch ``e[n]``'s time when only the loads of that one
+        epoch change, by ``dR[:, n]`` (read side) and ``dW[:, n]`` (write side)."""
+        R, W = self.R[:, e] + dR, self.W[:, e] + dW
+        bw, lr, lw = self._cols
+        tt = np.maximum((R + W) / bw, np.maximum(R / lr, W / lw))
+        return np.maximum(self.c[e], tt.max(axis=0)) - self.tau[e]
+
+    def estimate_many(self, moves) -> np.ndarray:
+        """:meth:`estimates` of the moves ``(i, a, b, v)`` given, without the changes of
+        tier they may remove (cheaper; for the evictions of a swap), in one batch."""
+        K = self.K
+        eps, grp, src, dst, rb, wb = [], [], [], [], [], []
+        for g, (i, a, b, v) in enumerate(moves):
+            rho_i, s = self.rho[i], float(self.size[i])
+            s0, s1 = self.r_st[i], self.r_st[i + 1]
+            lo, hi = np.searchsorted(self.r_ep[s0:s1], (a, b))
+            e, x = self.r_ep[s0 + lo:s0 + hi], self.r_b[s0 + lo:s0 + hi]
+            cur = rho_i[e].astype(np.int64)
+            keep = cur != v
+            n = int(keep.sum())
+            eps.append(e[keep])
+            grp.append(np.full(n, g))
+            src.append(cur[keep])
+            dst.append(np.full(n, v))
+            rb.append(x[keep])
+            wb.append(np.zeros(n))
+            for at, f, t in ((a - 1, int(rho_i[a - 1]) if a > self.birth[i] else v, v),
+                             (b - 1, v, int(rho_i[b]) if b < self.death[i] else v)):
+                if f != t:          # a copy: read from f, written to t
+                    eps.append(np.array([at]))
+                    grp.append(np.array([g]))
+                    src.append(np.array([f]))
+                    dst.append(np.array([t]))
+                    rb.append(np.array([s]))
+                    wb.append(np.array([s]))
+        e, g = np.concatenate(eps).astype(np.int64), np.concatenate(grp).astype(np.int64)
+        f, t = np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64)
+        r, w = np.concatenate(rb), np.concatenate(wb)
+        col = np.arange(e.size)
+        dR, dW = np.zeros((K, e.size)), np.zeros((K, e.size))
+        # a moved read leaves tier f for tier t; a copy reads from f and writes to t
+        dR[f, col] -= np.where(w > 0, -r, r)
+        dR[t, col] += np.where(w > 0, 0.0, r)
+        dW[t, col] += w
+        return np.bincount(g, weights=self.single_deltas(e, dR, dW), minlength=len(moves))
+
+    def estimates(self, i: int, pts: np.ndarray, pos: np.ndarray, tiers, init: int):
+        """Every candidate move of item i: ``(estimate, start, end, tier)``, where the move
+        sets tier ``tier`` over ``[pts[start], pts[end])`` (at most :data:`SPAN` gaps) and
+        the estimate of its change of T is the sum of its parts, each measured exactly as
+        if it were the only change in its epoch: every read it moves, the copy into the
+        interval and the copy out of it; minus, for every change of tier it may remove,
+        the most that copy can cost.  Exact for most moves (their parts fall in distinct
+        epochs), it orders the candidates and skips those that cannot pay."""
+        K = self.K
+        b0, d0, s = int(self.birth[i]), int(self.death[i]), float(self.size[i])
+        rho_i = self.rho[i]
+        e = self.r_ep[self.r_st[i]:self.r_st[i + 1]]
+        x = self.r_b[self.r_st[i]:self.r_st[i + 1]]
+        n = len(pts)
+        if n < 2:
+            z = np.zeros(0, np.int64)
+            return np.zeros(0), z, z, z
+        ja = np.concatenate([np.arange(n - d) for d in range(1, min(SPAN, n - 1) + 1)])
+        kb = np.concatenate([np.arange(d, n) for d in range(1, min(SPAN, n - 1) + 1)])
+        a_ep, b_ep = pts[ja], pts[kb]
+        # the changes of tier of the item's life, each charged to the epoch before
+        row = rho_i[b0:d0]
+        t_ch = b0 + np.flatnonzero(row[1:] != row[:-1]) + 1
+        amax = np.array([max(1 / self.bw[k], 1 / self.lr[k], 1 / self.lw[k]) for k in range(K)])
+        h = np.minimum(self.tau[t_ch - 1] - self.c[t_ch - 1],
+                       s * (amax[rho_i[t_ch - 1]] + amax[rho_i[t_ch]]))
+        hc = np.concatenate([[0.0], np.cumsum(h)])
+        dropped = hc[np.searchsorted(t_ch, b_ep, side="right")] - hc[np.searchsorted(t_ch, a_ep)]
+        out_e, out_j, out_k, out_v = [], [], [], []
+        cur = rho_i[e].astype(np.int64)
+        ar = np.arange(e.size)
+        for v in tiers:
+            # every read moved from its tier to v
+            dR = np.zeros((K, e.size))
+            dR[cur, ar] -= x
+            dR[v] += x
+            d_read = np.where(cur != v, self.single_deltas(e, dR, np.zeros_like(dR)), 0.0)
+            pc = np.concatenate([[0.0], np.cumsum(d_read)])
+            est = pc[pos[kb]] - pc[pos[ja]] - dropped
+            # the copy in (during the epoch before the start) and out (during the last epoch)
+            vv = np.full(a_ep.size, v)
+            for idx, src, dst, when in (
+                    (np.flatnonzero(a_ep > b0), rho_i[np.maximum(a_ep - 1, 0)], vv, a_ep - 1),
+                    (np.flatnonzero(b_ep < d0), vv, rho_i[np.minimum(b_ep, d0 - 1)], b_ep - 1)):
+                src, dst, when = src[idx].astype(np.int64), dst[idx].astype(np.int64), when[idx]
+                moving = src != dst
+                idx, src, dst, when = idx[moving], src[moving], dst[moving], when[moving]
+                if idx.size:
+                    dRc = np.zeros((K, idx.size))
+                    dWc = np.zeros((K, idx.size))
+                    dRc[src, np.arange(idx.size)] = s
+                    dWc[dst, np.arange(idx.size)] = s
+                    est[idx] += self.single_deltas(when, dRc, dWc)
+            ok = ~((a_ep == b0) & (init >= 0) & (v != init))
+            out_e.append(est[ok])
+            out_j.append(ja[ok])
+            out_k.append(kb[ok])
+            out_v.append(np.full(int(ok.sum()), v))
+        return (np.concatenate(out_e), np.concatenate(out_j), np.concatenate(out_k),
+                np.concatenate(out_v))
+
     def events(self, i: int) -> np.ndarray:
         """Where a move of item i may start or end: its birth, death, reads and the epoch
         after each read."""
@@ -266,14 +379,27 @@ def polish(inst: Instance, schedule: Schedule, *, deadline: "Deadline | float | 
                - r_cum[np.searchsorted(r_key, cand * (E + 1) + e1)])
         cand = cand[np.argsort(wgt, kind="stable")[:SWAP_CANDIDATES]]
         S.apply(mv)
-        best = None
+        # each candidate's eviction: from the event before the blocked epochs to the one
+        # after, estimated first; the most promising few are measured exactly
+        ev_moves = []
         for j in cand.tolist():
-            pts = S.events(j)
+            pts = events[j]
             aj = int(pts[np.searchsorted(pts, e1, side="right") - 1])
             bj = int(pts[np.searchsorted(pts, e2, side="left")])
             if aj == S.birth[j] and inst.initial_tier[j] == 0:
                 continue
-            ev = S.move(j, aj, bj, S.home(j, fastest_slow))
+            ev_moves.append((j, aj, bj, S.home(j, fastest_slow)))
+        if not ev_moves:
+            S.apply(mv, -1)
+            return None
+        guess = S.estimate_many(ev_moves)
+        if mv.delta_s + guess.min() >= 0:
+            S.apply(mv, -1)         # not even the best estimated eviction pays for it
+            return None
+        ev_moves = [ev_moves[k] for k in np.argsort(guess, kind="stable")]
+        best = None
+        for j, aj, bj, home in ev_moves[:SWAP_EXACT]:
+            ev = S.move(j, aj, bj, home)
             if ev is None or not (best is None or mv.delta_s + ev.delta_s < best[0]):
                 continue
             # tier 0 over the promotion's epochs once both are made (the eviction's own
@@ -287,6 +413,7 @@ def polish(inst: Instance, schedule: Schedule, *, deadline: "Deadline | float | 
         return best
 
     free = np.flatnonzero(free_item)
+    events = [S.events(i) if free_item[i] else None for i in range(N)]
     weight = np.bincount(inst.read_item, weights=inst.read_bytes.astype(float), minlength=N)
     order = free[np.argsort(-weight[free], kind="stable")]
     passes = moves = swaps = tried = 0
@@ -298,46 +425,33 @@ def polish(inst: Instance, schedule: Schedule, *, deadline: "Deadline | float | 
             if dl.expired():
                 finished = False
                 break
-            b0, d0 = int(S.birth[i]), int(S.death[i])
-            e = S.r_ep[S.r_st[i]:S.r_st[i + 1]]
-            pts = S.events(i)
-            pos = np.searchsorted(e, pts).tolist()
-            pts = pts.tolist()
+            pts = events[i]
+            pos = np.searchsorted(S.r_ep[S.r_st[i]:S.r_st[i + 1]], pts)
             init = int(inst.initial_tier[i])
             while not dl.expired():
-                row = rho[i, b0:d0]
                 home = S.home(i, fastest_slow)
                 best = None
-                # which moves can pay: a promotion serves some read in an epoch that a
-                # slower tier binds, a demotion one that tier 0 binds, or either drops a copy
-                bt = S.bind[e]
-                slow = np.concatenate([[0], np.cumsum(bt > 0)]).tolist()
-                fast = np.concatenate([[0], np.cumsum(bt == 0)]).tolist()
-                copies = np.concatenate([[0], np.cumsum(row[1:] != row[:-1])]).tolist()
-                for j in range(len(pts) - 1):
-                    if dl.expired():
+                # candidate moves, the most promising first (see :meth:`Search.estimates`);
+                # none is tried whose estimate cannot beat the best move measured so far
+                est, ja, kb, vs = S.estimates(i, pts, pos, (0, home), init)
+                swaps_left = SWAP_TRIES
+                for c in np.argsort(est, kind="stable").tolist():
+                    if dl.expired() or est[c] >= -eps or (best is not None and est[c] >= best[0]):
                         break
-                    a = pts[j]
-                    for k in range(j + 1, min(j + 1 + SPAN, len(pts))):
-                        b = pts[k]
-                        dropped = copies[min(b - b0, len(row) - 1)] > copies[max(a - b0 - 1, 0)]
-                        for v in (0, home):
-                            if a == b0 and init >= 0 and v != init:
-                                continue
-                            gain = slow if v == 0 else fast
-                            if not dropped and gain[pos[k]] == gain[pos[j]]:
-                                continue
-                            mv = S.move(i, a, b, v)
-                            if mv is None or mv.delta_s >= -eps:
-                                continue
-                            tried += 1
-                            if mv.fits:
-                                if best is None or mv.delta_s < best[0]:
-                                    best = (mv.delta_s, mv, None)
-                            elif v == 0 and mv.over.size and (best is None or mv.delta_s < best[0]):
-                                pair = swap(mv)
-                                if pair is not None and pair[0] < -eps and (best is None or pair[0] < best[0]):
-                                    best = (pair[0], mv, pair[1])
+                    a, b, v = int(pts[ja[c]]), int(pts[kb[c]]), int(vs[c])
+                    mv = S.move(i, a, b, v)
+                    if mv is None or mv.delta_s >= -eps:
+                        continue
+                    tried += 1
+                    if mv.fits:
+                        if best is None or mv.delta_s < best[0]:
+                            best = (mv.delta_s, mv, None)
+                    elif v == 0 and mv.over.size and swaps_left > 0 and \
+                            (best is None or mv.delta_s < best[0]):
+                        swaps_left -= 1
+                        pair = swap(mv)
+                        if pair is not None and pair[0] < -eps and (best is None or pair[0] < best[0]):
+                            best = (pair[0], mv, pair[1])
                 if best is None:
                     break
                 S.apply(best[1])
