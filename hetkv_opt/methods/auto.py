@@ -209,17 +209,12 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         pred, rec = predict_lp_s(inst, config, deadline=dl)
         share = dl.share_s(LP_SHARE)
         fits = share is None or pred <= share
-        left = dl.remaining_s()
         if not fits and _second_process_ok(config, dl):
-            # the spare core: the LP gets all the time left there, while the rest runs
-            # here; but when its pilots say it cannot finish, the flow heuristic goes
-            # first (the LP follows it, with the time then left)
-            if left is None or LP_BESIDE_SAFETY * pred <= left \
-                    or not _start_flow_beside(book, config, state):
-                state["bg"] = BackgroundLP(inst, config.replace(lp_method=rec["lp_method"]), dl)
-                state["rec"] = rec
-            else:
-                state["lp_later"] = rec
+            # it gets all the time left, on the spare core, while the rest runs here (a
+            # pilot that did not finish says little: the default 1024 x 256 drift
+            # instance's LP took 50 s after one, and proved its flow schedule optimal)
+            state["bg"] = BackgroundLP(inst, config.replace(lp_method=rec["lp_method"]), dl)
+            state["rec"] = rec
         elif not fits:
             book.skip("lp", f"predicted {pred:.3g} s > its share {share:.3g} s ("
                             + _pilot_words(rec) + ")", **rec)
@@ -243,7 +238,7 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
         _after_lp(book, config, details, log, progress, tol, state)
     finally:
         if state["flow_bg"] is not None:
-            _collect_flow(book, config, details, state, wait=False)
+            _collect_flow(book, details, state, wait=False)
         if state["flow_bg"] is not None:
             state["flow_bg"].cancel()
             book.record("flow", time.perf_counter() - state["flow_bg"].started, False,
@@ -262,7 +257,11 @@ def _main_phases(book: Ledger, config: SolverConfig, details: dict, log, progres
 
 def _start_flow_beside(book: Ledger, config: SolverConfig, state: dict) -> bool:
     """Start the flow heuristic (chain graph) on the spare core, in
-    :data:`FLOW_BESIDE_SHARE` of the time left, when it applies; True when it started."""
+    :data:`FLOW_BESIDE_SHARE` of the time left, when it applies; True when it started.
+    For instances beyond the LP's size, whose spare core nothing else uses: there one
+    chain solve can take most of the time the flow phase would get here (14-16 s on the
+    30-layer trace replay smollm2-narrative-qa-topk-s60, which then got no flow schedule
+    in 60 s; 2.0 % above the bound with it beside, against 14.6 %)."""
     inst, dl = book.instance, book.deadline
     flow_inst = two_fastest_tiers(inst)
     if flow_inst is None or too_dense(inst, "the flow heuristic") \
@@ -282,10 +281,9 @@ def _start_flow_beside(book: Ledger, config: SolverConfig, state: dict) -> bool:
     return True
 
 
-def _collect_flow(book: Ledger, config: SolverConfig, details: dict, state: dict, *,
-                  wait: bool) -> None:
+def _collect_flow(book: Ledger, details: dict, state: dict, *, wait: bool) -> None:
     """Use the flow heuristic's answer from the spare core when it is in (``wait``: wait
-    for it until the deadline); then the spare core is the LP's, if it waits for it."""
+    for it until the deadline)."""
     child = state.get("flow_bg")
     if child is None:
         return
@@ -304,11 +302,6 @@ def _collect_flow(book: Ledger, config: SolverConfig, details: dict, state: dict
     book.current = was
     book.record("flow", ans["runtime_s"], ans["schedule"] is not None, kept=bool(kept),
                 graph=info.get("graph"), **({"note": info["note"]} if "note" in info else {}))
-    rec = state.pop("lp_later", None)
-    if rec is not None and _second_process_ok(config, book.deadline):
-        state["bg"] = BackgroundLP(book.instance, config.replace(lp_method=rec["lp_method"]),
-                                   book.deadline)
-        state["rec"] = rec
 
 
 #: the flow heuristic on the spare core may take this share of the time left (the rest is
@@ -318,9 +311,6 @@ FLOW_BESIDE_SHARE = 0.7
 #: graph has up to this many arcs per read of a free item)
 FLOW_BESIDE_MIN_S = 1.0
 CHAIN_ARCS_PER_READ = 6
-#: the LP goes on the spare core first only when its pilots predict it to finish in the
-#: time left with this much to spare
-LP_BESIDE_SAFETY = 1.5
 #: while the flow heuristic runs beside, a round of the Lagrangian bound takes this share
 #: of the time left (its schedule is to be searched when it comes)
 LAGRANGIAN_BESIDE_FLOW_SHARE = 0.3
@@ -443,7 +433,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         """Use the LP's and the flow heuristic's answers if they are in; True when the
         instance's own Lagrangian bound is no longer needed (the LP, or the merged-tier
         bound, already proves more)."""
-        _collect_flow(book, config, details, state, wait=False)
+        _collect_flow(book, details, state, wait=False)
         _collect_lp(book, details, state, wait=False)
         merged = book.bounds.get("merged", -math.inf)
         return state["lp_done"] or merged > book.bounds.get("lagrangian", -math.inf)
@@ -481,7 +471,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(0.9))
-        _collect_flow(book, config, details, state, wait=True)
+        _collect_flow(book, details, state, wait=True)
         _polish_phase(book, POLISH_SHARE)
         _collect_lp(book, details, state, wait=_lp_expected(state, dl))
         return
@@ -519,7 +509,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
     # the flow heuristic is waited for (it has its own limit); the LP only when its pilots
     # say it finishes in time; otherwise the answer is returned now and the LP is stopped
     if state["flow_bg"] is not None:
-        _collect_flow(book, config, details, state, wait=True)
+        _collect_flow(book, details, state, wait=True)
         _homes_phase(book)
         _polish_phase(book, 0.9)
     _collect_lp(book, details, state, wait=_lp_expected(state, dl))
