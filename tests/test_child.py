@@ -4,6 +4,7 @@ a failing child is said so.  The flow heuristic's solves give the same schedule 
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import numpy as np
@@ -14,6 +15,9 @@ from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.child import Abandoned, Child, run_in_child
 from hetkv_opt.model.schedule import residency_matrix
 from hetkv_opt.workloads.drift import drift_instance
+
+needs_ortools = pytest.mark.skipif(importlib.util.find_spec("ortools") is None,
+                                   reason="needs the 'flow' extra (OR-Tools)")
 
 
 def test_the_answer_comes_back():
@@ -34,6 +38,7 @@ def test_a_failing_child_is_said_so():
         run_in_child("math:sqrt", (-1.0,), Deadline.of(30))
 
 
+@needs_ortools
 def test_flow_solves_in_a_child_give_the_same_schedule(monkeypatch):
     inst = drift_instance(blocks=32, steps=12, seed=2, sparsity=0.8)
     here = flow.solve_flow(inst, time_limit_s=60, graph="chain", engine="ortools", bounds={})
@@ -45,6 +50,7 @@ def test_flow_solves_in_a_child_give_the_same_schedule(monkeypatch):
     assert there.total_time_s == here.total_time_s
 
 
+@needs_ortools
 def test_a_flow_solve_stopped_in_its_child_falls_back_to_the_small_graph(monkeypatch):
     """The first chain solve may take FIRST_CHILD_SHARE of the time; when it is stopped
     there, the runs graph uses the rest and the schedule is still feasible and in time."""
@@ -110,3 +116,28 @@ def test_a_child_answer_is_polled():
             assert time.perf_counter() - t < 30
             time.sleep(0.02)
         assert child.poll() == 13.0
+
+
+def test_a_measured_slowdown_applies_only_to_graphs_of_its_size():
+    """What a solve measured (measured / predicted time) corrects the prediction of
+    graphs of its size only: a small graph's time is mostly fixed costs (a 10.9k-arc graph
+    took 37 times its prediction), and that must not stop a large one, nor a large one's
+    slowness a small one."""
+    dl = Deadline.of(10.0)
+    big, small = 600_000, 8_000
+    stats = {"flow_solve_s": 0.0, "solve_ratios": {flow._ratio_key(small, "ortools"): 500.0}}
+    flow._check_fits(big // 2, "ortools", dl, stats)          # its own prediction: about 4 s
+    with pytest.raises(flow._TooSlow):
+        flow._check_fits(small, "ortools", Deadline.of(1.0), stats)   # 500 x 6 ms
+    stats = {"flow_solve_s": 0.0, "solve_ratios": {flow._ratio_key(big, "ortools"): 50.0}}
+    flow._check_fits(small, "ortools", dl, stats)
+    with pytest.raises(flow._TooSlow):
+        flow._check_fits(big, "ortools", dl, stats)
+
+
+@needs_ortools
+def test_the_engine_is_chosen_on_every_arc_of_the_graph():
+    """The idle arcs between epochs count: a runs graph of 1.5k interval arcs and 3.8k
+    idle ones took networkx 2 s."""
+    assert flow._pick_engine("auto", 1_500 + 3_840) == "ortools"
+    assert flow._pick_engine("auto", 1_500) == "networkx"

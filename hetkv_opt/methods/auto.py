@@ -486,7 +486,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
             with book.phase("lns") as ph:
                 stats: dict = {}
                 lns_dl = dl.child(fraction=LNS_SHARE)
-                if state["flow_bg"] is not None:
+                if state["flow_bg"] is not None and math.isfinite(state["flow_end"]):
                     # until the flow heuristic's answer is due: its schedule is searched next
                     lns_dl = lns_dl.child(max(state["flow_end"] - time.perf_counter(), 1.0))
                 improve(inst, book.best, deadline=lns_dl, config=config,
@@ -496,7 +496,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
                 _stop_if_interrupted(ph, stats)
             _homes_phase(book)
             _polish_phase(book, POLISH_SHARE)
-        lp_running = (state["bg"] is not None and _lp_expected(state, dl)) \
+        beside = (state["bg"] is not None and _lp_expected(state, dl)) \
             or state["flow_bg"] is not None
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
             _lagrangian_phase(book, details, progress, dl.share_s(
@@ -504,7 +504,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         collect()
         if book.closed(tol):
             return
-        if dl.expired(2.0) or ((book.best_s, book.bound_s) == before and not lp_running):
+        if dl.expired(2.0) or ((book.best_s, book.bound_s) == before and not beside):
             break
     # the flow heuristic is waited for (it has its own limit); the LP only when its pilots
     # say it finishes in time; otherwise the answer is returned now and the LP is stopped
