@@ -257,11 +257,9 @@ def test_an_lp_predicted_too_slow_runs_beside_the_others_on_a_spare_core(monkeyp
 def test_a_background_lp_is_killed_at_the_deadline_and_says_so(monkeypatch):
     """A child that cannot finish is stopped when the deadline comes; the result keeps
     what the rest found and records the LP as stopped."""
-    import sys
     import hetkv_opt.methods.background as bg_mod
     # a child that never answers
-    monkeypatch.setattr(bg_mod, "_child_argv", lambda job, out: [
-        sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(bg_mod, "_job", lambda instance, config, limit: ("time:sleep", (120,)))
     monkeypatch.setattr(auto_mod, "predict_lp_s", lambda inst, cfg, deadline=None: (1e9, {
         "pilot_shrink": 4, "pilot_nonzeros": 100, "pilot_lp_s": 1.0, "predicted_lp_s": 1e9,
         "lp_method": "ipm"}))

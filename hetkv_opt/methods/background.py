@@ -6,12 +6,13 @@ the Lagrangian bound and the search instead of before them.  Then the LP no long
 be *predicted* to finish in a share of the time: it gets all of it, and when it does not
 finish, nothing else was given up for it.
 
-The child is a plain ``python -m hetkv_opt.methods.background IN OUT`` process (not a
-``multiprocessing`` fork or spawn: no re-import of the caller's script, no fork of a process
-that holds solver threads).  The instance goes to it as a pickle in a private temporary
-folder; the child writes its answer whole (temporary file, then rename) and exits; its
-standard output goes nowhere (HiGHS's banner must not reach a ``--format json`` stdout).
-The parent polls, and kills the child when the deadline has passed or the caller is done.
+The child is a :class:`~hetkv_opt.methods.child.Child` (a plain ``python -m`` process, not
+a ``multiprocessing`` fork or spawn: no re-import of the caller's script, no fork of a
+process that holds solver threads).  The instance goes to it as a pickle in a private
+temporary folder; the child writes its answer whole (temporary file, then rename) and
+exits; its standard output goes nowhere (HiGHS's banner must not reach a ``--format json``
+stdout).  The parent polls, and kills the child when the deadline has passed or the caller
+is done.
 
 The bound the child sends back is the weak-duality bound of :func:`solve_lp`: a proof
 whatever happened in the child.  Its rounded schedule is re-scored by the caller's
@@ -21,16 +22,10 @@ evaluator like every other offer.
 from __future__ import annotations
 
 import os
-import pickle
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 from hetkv_opt.deadline import Deadline
-from hetkv_opt.io.formats import atomic_write_bytes
+from hetkv_opt.methods.child import Abandoned, Child
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.instance import Instance
 
@@ -51,8 +46,9 @@ def spare_cores() -> int:
 
 
 class BackgroundLP:
-    """The LP relaxation of ``instance`` (and its rounding) in a child process, stopped at
-    ``deadline`` less :data:`COLLECT_RESERVE_S`.
+    """The LP relaxation of ``instance`` (and its rounding) in a child process
+    (:class:`~hetkv_opt.methods.child.Child`), stopped at ``deadline`` less
+    :data:`COLLECT_RESERVE_S`.
 
     ``poll()`` returns None while it runs, then once its answer: a dict with ``status``
     (``done``, ``failed``), ``bound_s`` (the weak-duality LP bound or None), ``schedule``
@@ -62,32 +58,29 @@ class BackgroundLP:
 
     def __init__(self, instance: Instance, config: SolverConfig, deadline: Deadline):
         self.started = time.perf_counter()
-        self._dir = Path(tempfile.mkdtemp(prefix="hetkv-lp-"))
-        self._out = self._dir / "answer.pkl"
         self._answer: dict | None = None
         left = deadline.remaining_s()
         limit = None if left is None else max(0.0, left - COLLECT_RESERVE_S)
         self.limit_s = limit
-        with open(self._dir / "job.pkl", "wb") as f:
-            pickle.dump({"instance": instance, "config": config, "limit_s": limit}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        self._proc = subprocess.Popen(
-            _child_argv(self._dir / "job.pkl", self._out),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._child = Child(*_job(instance, config, limit))
 
     def running(self) -> bool:
-        return self._answer is None and self._proc.poll() is None
+        return self._answer is None and self._child.running()
 
     def poll(self) -> dict | None:
         """The child's answer once it has ended (the same dict on every later call)."""
         if self._answer is not None:
             return self._answer
-        code = self._proc.poll()
-        if code is None:
+        try:
+            ans = self._child.poll()
+        except Abandoned as exc:
+            ans = {"status": "failed", "bound_s": None, "schedule": None, "lp": {},
+                   "message": f"the LP process failed: {exc}"}
+        if ans is None:
             return None
-        self._answer = self._read(code)
-        self._cleanup()
-        return self._answer
+        ans["runtime_s"] = time.perf_counter() - self.started
+        self._answer = ans
+        return ans
 
     def wait(self, deadline: Deadline) -> dict | None:
         """Wait for the answer until ``deadline`` (then kill the child and return None)."""
@@ -96,45 +89,11 @@ class BackgroundLP:
             if left is not None and left <= 0:
                 self.cancel()
                 return None
-            try:
-                self._proc.wait(timeout=0.05 if left is None else min(0.05, max(left, 0.001)))
-            except subprocess.TimeoutExpired:
-                pass
+            time.sleep(0.05 if left is None else min(0.05, max(left, 0.001)))
         return self._answer
 
     def cancel(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._cleanup()
-
-    def _read(self, code: int) -> dict:
-        runtime = time.perf_counter() - self.started
-        try:
-            with open(self._out, "rb") as f:
-                ans = pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            err = b""
-            if self._proc.stderr is not None:
-                try:
-                    err = self._proc.stderr.read()[-400:]
-                except (OSError, ValueError):
-                    pass
-            why = err.decode(errors="replace").strip().splitlines()
-            return {"status": "failed", "bound_s": None, "schedule": None, "lp": {},
-                    "runtime_s": runtime,
-                    "message": f"the LP process ended with code {code}"
-                               + (f": {why[-1]}" if why else "")}
-        ans["runtime_s"] = runtime
-        return ans
-
-    def _cleanup(self) -> None:
-        if self._proc.stderr is not None and self._proc.poll() is not None:
-            try:
-                self._proc.stderr.close()
-            except OSError:       # pragma: no cover
-                pass
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._child.cancel()
 
     def __enter__(self) -> "BackgroundLP":
         return self
@@ -143,25 +102,18 @@ class BackgroundLP:
         self.cancel()
 
 
-def _child_argv(job: Path, out: Path) -> list[str]:
-    """The child's command line."""
-    return [sys.executable, "-m", "hetkv_opt.methods.background", str(job), str(out)]
+def _job(instance: Instance, config: SolverConfig, limit_s: float | None) -> tuple:
+    """What the child runs: ``(target, args)`` for :class:`Child`."""
+    return "hetkv_opt.methods.background:lp_answer", (instance, config, limit_s)
 
 
-def _child(job_path: str, out_path: str) -> int:
+def lp_answer(instance: Instance, config: SolverConfig, limit_s: float | None) -> dict:
+    """The LP relaxation and its rounding, as :class:`BackgroundLP` reports them (run in
+    the child process)."""
     from hetkv_opt.methods.exact import solve_lp
-    with open(job_path, "rb") as f:
-        job = pickle.load(f)
     rounded: list = []
-    res = solve_lp(job["instance"], time_limit_s=job["limit_s"], config=job["config"],
-                   rounding=rounded)
-    bound = res.details.get("bounds_s", {}).get("lp")
-    ans = {"status": "infeasible" if res.status == "infeasible" else "done",
-           "bound_s": bound, "schedule": rounded[0] if rounded else None,
-           "lp": res.details.get("lp") or {}, "message": res.message}
-    atomic_write_bytes(out_path, pickle.dumps(ans, protocol=pickle.HIGHEST_PROTOCOL))
-    return 0
-
-
-if __name__ == "__main__":          # the child process
-    raise SystemExit(_child(sys.argv[1], sys.argv[2]))
+    res = solve_lp(instance, time_limit_s=limit_s, config=config, rounding=rounded)
+    return {"status": "infeasible" if res.status == "infeasible" else "done",
+            "bound_s": res.details.get("bounds_s", {}).get("lp"),
+            "schedule": rounded[0] if rounded else None,
+            "lp": res.details.get("lp") or {}, "message": res.message}
