@@ -105,16 +105,20 @@ def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
     total = None
     items, births, tiers = [], [], []
     per_layer = []
+    overheads: list = []                      # per layer: seconds besides its placement
     for n, layer in enumerate(layers):
         t0 = time.perf_counter()
         part = sh.load_part(layer)
         inst = part.instance
         tiers_l = tuple(dataclasses.replace(t, capacity_bytes=c)
                         for t, c in zip(inst.tiers, shares[layer]))
-        budget = work.child(fraction=1.0 / (len(layers) - n))
+        budget = work.child(_placement_s(work, len(layers) - n, overheads,
+                                         time.perf_counter() - t0))
         info: dict = {}
+        t1 = time.perf_counter()
         sched = balanced_placement(dataclasses.replace(inst, tiers=tiers_l), deadline=budget,
                                    info=info)
+        placed_s = time.perf_counter() - t1
         if sched is None:                     # its share holds nothing more: all in place
             sched = placement_schedule(inst, np.full(inst.num_items, inst.num_tiers - 1))
         local = Schedule(inst.name, sched.item, sched.epoch, sched.tier)
@@ -126,6 +130,7 @@ def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
         items.append(part.items[sched.item])
         births.append(sched.epoch)
         tiers.append(sched.tier)
+        overheads.append(time.perf_counter() - t0 - placed_s)
         per_layer.append({"layer": layer, "runtime_s": round(time.perf_counter() - t0, 3),
                           "rounds": info.get("rounds"), "finished": info.get("finished"),
                           "start_s": info.get("start_s"), "end_s": info.get("end_s")})
@@ -146,6 +151,20 @@ def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
                   message=f"by layer: {len(layers)} layers, each placed by the split "
                           f"heuristic in its share of the capacity and of the time; bound "
                           f"from the aggregate line")
+
+
+def _placement_s(work: Deadline, layers_left: int, overheads: list, loaded_s: float):
+    """The seconds this layer's placement may take: its share of the time left once every
+    layer still to come has had its loading and scoring (measured on the layers so far;
+    before any, this one's loading counted twice), at least nothing.  Loading a layer
+    cannot be stopped: on a loaded machine it took longer than the placement got, and a
+    1200-s run took 1772 s when the shares left it out."""
+    left = work.remaining_s()
+    if left is None:
+        return None
+    per_layer = (sum(overheads) / len(overheads)) if overheads else 2.0 * loaded_s
+    rest = per_layer * (layers_left - 1) + max(per_layer - loaded_s, 0.0)
+    return max(0.0, (left - rest) / layers_left)
 
 
 def evaluate_sharded(path, schedule: Schedule):
