@@ -600,11 +600,18 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     s = np.asarray(score, dtype=float)
     if s.shape != (N,):
         raise PolicyError(view.policy_name, e, f"score has shape {s.shape}, expected ({N},)")
-    s = np.where(np.isnan(s), -np.inf, s)
-    size = view.size_bytes.astype(float)
+    nan = np.isnan(s)
+    if nan.any():
+        s = np.where(nan, -np.inf, s)
+    # (every array below is one pass over the items: this runs once per epoch)
+    run = getattr(view, "_run", None)
+    size = getattr(run, "size", None)
+    if size is None:
+        size = view.size_bytes.astype(float)
     cap = np.asarray(view.capacity_bytes)
     incl = view.inclusive
-    cur = np.array(view.residency, dtype=np.int64)
+    cur0 = np.asarray(view.residency)
+    cur = np.array(cur0, dtype=np.int64)
     born = np.asarray(view.born)
     alive_next = np.asarray(view.alive_next)
     pinned = view.pinned_tier
@@ -625,28 +632,38 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     #    the item already in the lower tier (newborns last), then the lower index.  The
     #    key is a total order, so any subset is ranked alone (by_rank); the whole set is
     #    sorted only when a tier takes part of it
-    idx = np.flatnonzero((alive_next | is_born) & (pinned < 0))
-    tier_key = np.where(cur >= 0, cur, K)
+    unpinned = pinned < 0
+    cand = (alive_next | is_born) & unpinned
 
     def by_rank(items: np.ndarray) -> np.ndarray:
-        return items[np.lexsort((items, tier_key[items], -s[items]))]
+        c = cur0[items]
+        return items[np.lexsort((items, np.where(c >= 0, c, K), -s[items]))]
+
+    def size_next(items: np.ndarray) -> np.ndarray:
+        """Bytes the items take at e + 1 (none for those born now that die at once)."""
+        return np.where(alive_next[items], size[items], 0.0)
 
     # 3. target tiers for e + 1, tier by tier
-    pin_next = alive_next & (pinned >= 0)
+    pin_next = alive_next & ~unpinned
     budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) \
         - np.asarray(view.reserve_next_bytes)
     target = np.full(N, K - 1, np.int64)
-    size_next = np.where(alive_next, size, 0.0)
-    rest, ranked = idx, False
+    rest = None                          # the ranked items not placed yet (None: all of cand)
     for k in range(K - 1):
-        if not (k == 0 and fill == "share") and size_next[rest].sum() <= budget[k]:
-            target[rest] = k            # every one fits: their order does not matter
+        share = k == 0 and fill == "share"
+        if rest is None:
+            # sums of whole byte sizes: exact in float64 in any order
+            if not share and size[cand & alive_next].sum() <= budget[k]:
+                target[cand] = k        # every one fits: their order does not matter
+                rest = np.zeros(0, np.int64)
+                continue
+            rest = by_rank(np.flatnonzero(cand))
+        elif not share and size_next(rest).sum() <= budget[k]:
+            target[rest] = k
             rest = rest[:0]
             continue
-        if not ranked:
-            rest, ranked = by_rank(rest), True
-        n = _prefix_within(size_next[rest], budget[k])
-        if k == 0 and fill == "share":
+        n = _prefix_within(size_next(rest), budget[k])
+        if share:
             if expected_reads is None:
                 raise PolicyError(view.policy_name, e, "fill='share' needs expected_reads")
             p = np.where(alive_next, np.maximum(np.asarray(expected_reads, float), 0.0), 0.0)
@@ -683,7 +700,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
 
     # 5. moves towards the targets, admitted while the destination has room during e
     nxt = cur.copy()
-    mv = by_rank(np.flatnonzero(alive_next & (target != cur) & (pinned < 0)))
+    mv = by_rank(np.flatnonzero(alive_next & (target != cur) & unpinned))
     dest = target[mv].copy()
     promote = dest < cur[mv]
     keep = ~(promote & np.isneginf(s[mv]))
@@ -711,7 +728,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         if not over > 0:
             continue
         stayers = by_rank(np.flatnonzero(alive_next & (nxt == k) & (cur == k)
-                                         & (pinned < 0)))[::-1]
+                                         & unpinned))[::-1]
         cand = stayers[:min(stayers.size, _prefix_within(size[stayers], over - 1e-9) + 1)]
         for j in range(k + 1, K):
             if incl:

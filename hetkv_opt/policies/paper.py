@@ -128,8 +128,9 @@ class Page(ScoredPolicy):
         page, last = m["page"], m["last"]
         last[page[view.reads_in(e - 1, e).item]] = e - 1
         last[page[view.born]] = e
-        s = last[page]
-        return np.where(s >= 0, s, -np.inf)
+        s = last[page]                  # a new array: changed in place
+        s[s < 0] = -np.inf
+        return s
 
 
 @register_policy("sa-guided")
