@@ -239,6 +239,7 @@ class View:
         self.inclusive = inst.mode == "inclusive"
         self.tier_names = tuple(t.name for t in inst.tiers)
         self.size_bytes = inst.size_bytes
+        self._size_f = _ro(run.size)     # the sizes as float, made once per run
         self.birth = inst.birth
         self.death = inst.death
         self.pinned_tier = inst.pinned_tier
@@ -604,10 +605,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     if nan.any():
         s = np.where(nan, -np.inf, s)
     # (every array below is one pass over the items: this runs once per epoch)
-    run = getattr(view, "_run", None)
-    size = getattr(run, "size", None)
-    if size is None:
-        size = view.size_bytes.astype(float)
+    size = view._size_f
     cap = np.asarray(view.capacity_bytes)
     incl = view.inclusive
     cur0 = np.asarray(view.residency)
@@ -633,7 +631,7 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     #    key is a total order, so any subset is ranked alone (by_rank); the whole set is
     #    sorted only when a tier takes part of it
     unpinned = pinned < 0
-    cand = (alive_next | is_born) & unpinned
+    pool = (alive_next | is_born) & unpinned
 
     def by_rank(items: np.ndarray) -> np.ndarray:
         c = cur0[items]
@@ -648,16 +646,16 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) \
         - np.asarray(view.reserve_next_bytes)
     target = np.full(N, K - 1, np.int64)
-    rest = None                          # the ranked items not placed yet (None: all of cand)
+    rest = None                          # the ranked items not placed yet (None: all of pool)
     for k in range(K - 1):
         share = k == 0 and fill == "share"
         if rest is None:
             # sums of whole byte sizes: exact in float64 in any order
-            if not share and size[cand & alive_next].sum() <= budget[k]:
-                target[cand] = k        # every one fits: their order does not matter
+            if not share and size[pool & alive_next].sum() <= budget[k]:
+                target[pool] = k        # every one fits: their order does not matter
                 rest = np.zeros(0, np.int64)
                 continue
-            rest = by_rank(np.flatnonzero(cand))
+            rest = by_rank(np.flatnonzero(pool))
         elif not share and size_next(rest).sum() <= budget[k]:
             target[rest] = k
             rest = rest[:0]
