@@ -22,7 +22,7 @@ from hetkv_opt.methods.rolling import solve_rolling
 from hetkv_opt.methods.split import out_of_scope as split_out_of_scope, solve_split
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.feasibility import capacity_precheck
-from hetkv_opt.model.instance import Instance
+from hetkv_opt.model.instance import Instance, widen_accesses
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.model.terms import aggregate_bound_s
 from hetkv_opt.result import SolveResult, finish, proven
@@ -150,6 +150,7 @@ def solve(instance: Instance, method: str = "auto", *, time_limit_s: float | Non
     config = config or SolverConfig()
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    instance = widen_accesses(instance)       # methods take int64 access arrays
     return METHODS[method](instance, time_limit_s=time_limit_s, config=config,
                            warm_start=warm_start, log=log, progress=progress)
 

@@ -384,7 +384,9 @@ def run_cell(task: Task) -> dict:
             by_layer = (task.method.method == "auto" and not task.method.warm_start
                         and goes_by_layer(task.instance.file))
             if not by_layer:
-                inst = load_instance(task.instance.file)
+                # a policy takes the compact form (int32 read lists where they fit)
+                inst = load_instance(task.instance.file,
+                                     compact=task.method.kind == "policy")
         elif inst is None:
             inst = build_instance(task.instance.generator, task.instance.params,
                                   task.instance.name)

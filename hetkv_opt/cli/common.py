@@ -216,11 +216,11 @@ def check_output_path(path: Path, *, inputs: Iterable[Optional[Path]] = (),
     return path
 
 
-def load_instance(path: Path):
+def load_instance(path: Path, compact: bool = False):
     """:func:`hetkv_opt.io.files.load_instance`, a bad file being one line and exit code 2."""
     from hetkv_opt.io.files import load_instance as load
     try:
-        return load(path)
+        return load(path, compact=compact)
     except ModelError as exc:
         fail(str(exc))
 

@@ -62,7 +62,9 @@ def simulate_cmd(
         pol = get_policy(policy, **params)
     except ValueError as exc:
         fail(str(exc))
-    inst = load_instance(instance)
+    # the compact form (int32 read lists where they fit): the policy engine and the
+    # evaluator take it; a bound that needs a solve widens a copy, small beside the solve
+    inst = load_instance(instance, compact=True)
     from hetkv_opt.bench.bounds import default_cache_dir, proven_bound
     try:
         source = proven_bound(inst, bound.value, time_limit_s=bound_time_limit,

@@ -26,7 +26,7 @@ from hetkv_opt.io.formats import (_ITEM_ARRAYS, FileFormatError, _instance_array
                                   instance_to_dict_header, instance_to_dict_tiers, parse_json,
                                   read_npz_with_header)
 from hetkv_opt.model.instance import (EPOCH_LABELS, ITEM_LABELS, SCHEMA_INSTANCE, SCHEMA_VERSION,
-                                      Instance, ModelError, make_instance)
+                                      Instance, ModelError, make_instance, narrow_accesses)
 from hetkv_opt.io.shards import SUFFIX, is_sharded_path, load_sharded, save_sharded
 from hetkv_opt.model.schedule import SCHEMA_SCHEDULE, Schedule
 
@@ -132,9 +132,14 @@ def _unflatten(header: dict, arrays: dict) -> dict:
     return d
 
 
-def load_instance(path: str | os.PathLike) -> Instance:
+def load_instance(path: str | os.PathLike, compact: bool = False) -> Instance:
     """Load and validate an instance file (JSON or NPZ), or a sharded instance folder
     (all of it: :func:`hetkv_opt.io.shards.load_sharded`).
+
+    With ``compact``, the access arrays come in the compact form of
+    :func:`~hetkv_opt.model.instance.narrow_accesses` (for simulating policies): a
+    sharded folder is loaded straight into it, one shard at a time; a file is loaded
+    whole, then narrowed.
 
     Raises
     ------
@@ -152,7 +157,9 @@ def load_instance(path: str | os.PathLike) -> Instance:
     """
     path = Path(path)
     if is_sharded_path(path):
-        return load_sharded(path)
+        return load_sharded(path, compact=compact)
+    if compact:
+        return narrow_accesses(load_instance(path))
     try:
         check_readable_file(path)
         if _is_npz(path):

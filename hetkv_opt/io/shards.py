@@ -65,7 +65,7 @@ from hetkv_opt.io.shards_write import (_ACCESS, _FILE_NAME, _HEX64, _SHARD_KEYS,
                                        shard_file_name)
 from hetkv_opt.model.instance import (EPOCH_LABELS, ITEM_LABELS, MAX_BYTES, MAX_ITEMS,
                                       MAX_TOTAL_ACCESS_BYTES, MODES, Instance, ModelError,
-                                      make_instance)
+                                      access_dtype, make_instance)
 from hetkv_opt.model.parts import LayerPart, item_layers
 from hetkv_opt.model.terms import aggregate_bound_from
 
@@ -379,13 +379,16 @@ class Sharded:
         idx.setflags(write=False)
         return LayerPart(int(s["layer"]), idx, part)
 
-    def load_all(self) -> Instance:
+    def load_all(self, compact: bool = False) -> Instance:
         """The whole instance (equal to the one written), after every check: each shard's,
         the shards partitioning the items, the epochs summary, the instance hash.
 
         The shards are loaded one at a time and their entries put straight in their
         global places (epoch by epoch from the per-epoch counts of ``epochs.npz``, shards
-        in order of layer), so that memory holds the instance and one shard."""
+        in order of layer), so that memory holds the instance and one shard.  With
+        ``compact``, the access arrays are put straight into the compact form of
+        :func:`~hetkv_opt.model.instance.narrow_accesses` (int32 where the values fit:
+        12 bytes per read instead of 24), for the policy engine and the evaluator."""
         m = self.manifest
         tpl = self.template()
         N, E = m["items"]["count"], tpl.num_epochs
@@ -399,7 +402,9 @@ class Sharded:
             offset[kind] = np.cumsum(tot) - tot
             running[kind] = np.zeros(E, np.int64)
             n = int(tot.sum())
-            acc[kind] = tuple(np.empty(n, np.int64) for _ in _ACCESS)
+            dts = ((access_dtype(E - 1), access_dtype(N - 1), access_dtype(0)) if compact
+                   else (np.int64,) * len(_ACCESS))
+            acc[kind] = [np.empty(n, dt) for dt in dts]
         for layer in self.layers:
             part = self.load_part(layer)
             p, idx = part.instance, part.items
@@ -426,9 +431,13 @@ class Sharded:
                 start = np.cumsum(cnt) - cnt
                 pos = (offset[kind] + run - start)[e] + np.arange(e.size)
                 out_e, out_i, out_b = acc[kind]
+                nb = getattr(p, f"{pre}_bytes")
+                if (nb.size and out_b.dtype != np.int64
+                        and access_dtype(int(nb.max())) == np.int64):
+                    out_b = acc[kind][2] = out_b.astype(np.int64)     # bytes past int32
                 out_e[pos] = e
                 out_i[pos] = idx[getattr(p, f"{pre}_item")]
-                out_b[pos] = getattr(p, f"{pre}_bytes")
+                out_b[pos] = nb
                 run += cnt
             del part, p
         bad = np.flatnonzero(seen != 1)
@@ -509,9 +518,9 @@ def _assemble(tpl: Instance, name: str, glob: dict, acc: dict, labels: dict, whe
         item_labels=labels)
 
 
-def load_sharded(path: str | os.PathLike) -> Instance:
+def load_sharded(path: str | os.PathLike, compact: bool = False) -> Instance:
     """The whole instance of a sharded folder (:meth:`Sharded.load_all`)."""
-    return open_sharded(path).load_all()
+    return open_sharded(path).load_all(compact=compact)
 
 
 __all__ = ["MANIFEST", "SCHEMA_SHARDED", "SUFFIX", "Sharded", "check_manifest", "is_sharded_path",

@@ -115,9 +115,10 @@ def _bytes_per_tier(instance: Instance, schedule: Schedule, pre: str) -> np.ndar
     out = np.zeros(K * E)
     for lo in range(0, item.size, _SLICE):
         sl = slice(lo, lo + _SLICE)
-        at = np.searchsorted(keys, item[sl] * stride + epoch[sl], side="right") - 1
-        out += np.bincount(schedule.tier[at] * E + epoch[sl], weights=nbytes[sl],
-                           minlength=K * E)
+        # int64 before the products: a compact instance's slices are int32
+        it, ep = item[sl].astype(np.int64), epoch[sl].astype(np.int64)
+        at = np.searchsorted(keys, it * stride + ep, side="right") - 1
+        out += np.bincount(schedule.tier[at] * E + ep, weights=nbytes[sl], minlength=K * E)
     return out.reshape(K, E)
 
 

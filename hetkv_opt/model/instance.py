@@ -160,6 +160,8 @@ class Instance:
     min_time_s : ndarray of float64, shape (E,)
     read_epoch, read_item, read_bytes : ndarray of int64, shape (R,), sorted by (epoch, item)
     write_epoch, write_item, write_bytes : ndarray of int64, shape (W,), same order
+        (int32 where the values fit in the compact form of :func:`narrow_accesses`,
+        which only the policy engine and the evaluator are given)
     item_labels, epoch_labels : dict of str -> ndarray
     metadata : dict
     """
@@ -537,6 +539,51 @@ def make_instance(*, name: str, tiers, size_bytes, num_epochs: int, birth=None, 
                     num_epochs=E, min_time_s=_ro(c), read_epoch=r[0], read_item=r[1],
                     read_bytes=r[2], write_epoch=w[0], write_item=w[1], write_bytes=w[2],
                     item_labels=ilab, epoch_labels=elab, metadata=dict(metadata or {}))
+
+
+#: the access arrays of an instance (:func:`narrow_accesses`, :func:`widen_accesses`)
+ACCESS_FIELDS = ("read_epoch", "read_item", "read_bytes", "write_epoch", "write_item",
+                 "write_bytes")
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def access_dtype(max_value: int) -> np.dtype:
+    """The dtype of a compact access array whose entries are at most ``max_value``:
+    int32 when it holds them, else int64."""
+    return np.dtype(np.int32) if int(max_value) <= _INT32_MAX else np.dtype(np.int64)
+
+
+def narrow_accesses(inst: Instance) -> Instance:
+    """``inst`` with its access arrays in the compact form: each int32 where its values
+    fit (epochs, items, and bytes below 2**31), else left int64; the same content in half
+    the memory or less (docs/scale.md, "Compact read lists").
+
+    Only the policy engine (:mod:`hetkv_opt.policies.run`, whose views hand out int64
+    slices) and the evaluator take the compact form; :func:`widen_accesses` gives the
+    int64 form back, and ``solve`` widens what it is given.
+
+    Examples
+    --------
+    >>> c = narrow_accesses(tiny_instance())
+    >>> c.read_item.dtype.name, widen_accesses(c).equals(tiny_instance())
+    ('int32', True)
+    """
+    new = {}
+    for name in ACCESS_FIELDS:
+        a = getattr(inst, name)
+        top = int(a.max()) if a.size else 0
+        dt = access_dtype(top)
+        if a.dtype != dt:
+            new[name] = _ro(a.astype(dt))
+    return dataclasses.replace(inst, **new) if new else inst
+
+
+def widen_accesses(inst: Instance) -> Instance:
+    """``inst`` with every access array int64 (itself when they already are)."""
+    new = {name: _ro(getattr(inst, name).astype(np.int64)) for name in ACCESS_FIELDS
+           if getattr(inst, name).dtype != np.int64}
+    return dataclasses.replace(inst, **new) if new else inst
 
 
 def tiny_instance() -> Instance:

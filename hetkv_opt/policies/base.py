@@ -86,7 +86,9 @@ class Accesses(NamedTuple):
     Attributes
     ----------
     epoch, item, bytes : ndarray of int64, shape (M,)
-        Read-only slices of the instance's arrays (no copy).
+        Read-only slices of the instance's arrays (no copy; read-only int64 copies when
+        the instance is in the compact form of
+        :func:`~hetkv_opt.model.instance.narrow_accesses`).
     """
 
     epoch: np.ndarray

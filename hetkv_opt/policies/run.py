@@ -69,6 +69,16 @@ class _MaxTree:
         return self.t[1]
 
 
+def _wide(a: np.ndarray) -> np.ndarray:
+    """A slice of an access array as int64 (a view when it is; a read-only copy of a
+    compact instance's int32 slice): policies always see int64."""
+    if a.dtype == np.int64:
+        return a
+    a = a.astype(np.int64)
+    a.setflags(write=False)
+    return a
+
+
 class _Run:
     """The state of one simulation (what a View reads) and its accounting."""
 
@@ -146,9 +156,11 @@ class _Run:
         start, stop = max(int(start), 0), min(int(stop), self.E)
         if kind == "read":
             lo, hi = (self.rptr[start], self.rptr[stop]) if stop > start else (0, 0)
-            return Accesses(inst.read_epoch[lo:hi], inst.read_item[lo:hi], inst.read_bytes[lo:hi])
+            return Accesses(_wide(inst.read_epoch[lo:hi]), _wide(inst.read_item[lo:hi]),
+                            _wide(inst.read_bytes[lo:hi]))
         lo, hi = (self.wptr[start], self.wptr[stop]) if stop > start else (0, 0)
-        return Accesses(inst.write_epoch[lo:hi], inst.write_item[lo:hi], inst.write_bytes[lo:hi])
+        return Accesses(_wide(inst.write_epoch[lo:hi]), _wide(inst.write_item[lo:hi]),
+                        _wide(inst.write_bytes[lo:hi]))
 
     def accesses_at(self, kind: str, epochs: np.ndarray) -> Accesses:
         """Reads or writes of the given epochs (ascending), one slice per run of epochs."""
