@@ -97,8 +97,10 @@ class _Run:
         self.read_rate = np.array([t.read_rate_Bps() for t in inst.tiers], float)
         self.forced = np.where(inst.pinned_tier >= 0, inst.pinned_tier, inst.initial_tier)
         steps = np.arange(E + 1)
-        self.rptr = np.searchsorted(inst.read_epoch, steps)
-        self.wptr = np.searchsorted(inst.write_epoch, steps)
+        # the epochs to find in the list's own dtype: else numpy searches an int64 copy
+        # of a compact (int32) list, as large as the list (3.6 GB at the paper's scale)
+        self.rptr = np.searchsorted(inst.read_epoch, steps.astype(inst.read_epoch.dtype))
+        self.wptr = np.searchsorted(inst.write_epoch, steps.astype(inst.write_epoch.dtype))
         self.by_birth = np.argsort(inst.birth, kind="stable")
         self.bptr = np.searchsorted(inst.birth[self.by_birth], steps)
         self.by_death = np.argsort(inst.death, kind="stable")
