@@ -16,10 +16,12 @@ import time
 import numpy as np
 
 from hetkv_opt.bounds.lagrangian import solve_lagrangian
+from hetkv_opt.bounds.lagrangian.bound import lagrangian_bound
 from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.background import MIN_CHILD_S, BackgroundLP, spare_cores
 from hetkv_opt.methods.child import Abandoned, Child
+from hetkv_opt.methods.columns import COLUMNS_MAX_ITEM_EPOCHS, columns_schedule
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import predict_flow_s, solve_flow
@@ -404,6 +406,12 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         _polish_phase(book, POLISH_SHARE_BEFORE_MILP)
         left = dl.remaining_s()
         root = MILP_ROOT_PER_LP * state.get("lp_s", 0.0)
+        # a MILP whose root alone takes a good part of the time left rarely improves the
+        # start within it (high-turnover 256 x 64: 5.5 % at 60 s): the columns first
+        if (left is None or root > COLUMNS_BEFORE_MILP_ROOT_SHARE * left) and \
+                _dw_phase(book, DW_SHARE, tol):
+            _columns_phase(book, COLUMNS_SHARE)
+            left = dl.remaining_s()
         if left is not None and root > left:
             # HiGHS checks its time limit only between rounds of cuts at the root node (a
             # round took 4-12 s on a high-turnover 256 x 64): it would overrun the deadline
@@ -440,7 +448,10 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
     # a decomposition bound (unless the LP gave a better one), the flow heuristic, and
     # large-neighbourhood search from the best schedule; the bound's prices are refined
     # with what time is left
-    if not dl.expired() and not collect():
+    # the Dantzig-Wolfe master where it is in reach: its columns for a schedule, and its
+    # bound (the LP's value) even where another bound is better (three tiers: merged)
+    ran_dw = not dl.expired() and _dw_phase(book, DW_SHARE, tol)
+    if not ran_dw and not dl.expired() and not collect():
         _lagrangian_phase(book, details, progress, dl.share_s(SCALE_LAGRANGIAN_SHARE))
     collect()
     flow_inst = two_fastest_tiers(inst)
@@ -467,6 +478,9 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
     collect()
     if book.closed(tol):
         return
+    if _columns_phase(book, COLUMNS_SHARE):
+        _homes_phase(book)
+        _polish_phase(book, POLISH_SHARE)
     if too_dense(inst, "large-neighbourhood search"):
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
@@ -555,6 +569,66 @@ POLISH_SHARE = 0.25
 
 #: at most this many rounds of (LNS, Lagrangian) in the scale phase
 MAX_REFINE_ROUNDS = 20
+
+
+def _dw_phase(book: Ledger, share: float, tol: float) -> bool:
+    """The Lagrangian bound by its Dantzig-Wolfe master (which reaches the LP value), in
+    ``share`` of the time left, for its columns: once per run, up to
+    :data:`~hetkv_opt.methods.columns.COLUMNS_MAX_ITEM_EPOCHS` free item-epochs, when the
+    best schedule is more than :data:`COLUMNS_MIN_GAP` above the bound.  The master is
+    kept for :func:`_columns_phase`.  True when it ran."""
+    inst, dl = book.instance, book.deadline
+    if book.columns_done or book.best is None or dl.expired(1.0):
+        return False
+    if item_epochs(inst) > COLUMNS_MAX_ITEM_EPOCHS:
+        return False
+    g = gap(book.best_s, book.bound_s)
+    if g is not None and g <= max(COLUMNS_MIN_GAP, tol):
+        return False                       # the MILP or the search closes the rest
+    book.columns_done = True
+    with book.phase("lagrangian") as ph:
+        ph["stage"] = "dw"
+        keep: dict = {}
+        bound, cert = lagrangian_bound(inst, time_limit_s=dl.share_s(share), master="dw",
+                                       prices=book.prices, keep=keep, stop_on_interrupt=True)
+        book.prove("lagrangian", bound)
+        if bound >= book.bounds.get("lagrangian", -math.inf) * (1 - 1e-12):
+            book.prices = cert
+        master = book.dw_master = keep.get("dw_master")
+        ph["dw_converged"] = bool(master is not None and master.converged)
+        if not ph["dw_converged"]:
+            ph["finished"] = False
+            ph["note"] = "the Dantzig-Wolfe master had not reached the LP value in its time"
+    return True
+
+
+def _columns_phase(book: Ledger, share: float) -> bool:
+    """The MIP over the kept Dantzig-Wolfe master's columns (:mod:`hetkv_opt.methods.columns`)
+    with the best schedule's paths added, in ``share`` of the time left.  True when it
+    ran."""
+    master = book.dw_master
+    if master is None or book.best is None or book.deadline.expired(1.0):
+        return False
+    book.dw_master = None                  # the MIP changes it: used once
+    with book.phase("columns") as ph:
+        stats: dict = {}
+        sched = columns_schedule(book.instance, master, book.best,
+                                 deadline=book.deadline.child(fraction=share), info=stats)
+        ph.update({k: v for k, v in stats.items() if k != "runtime_s"})
+        ph["finished"] = stats.get("mip_status") == "Optimal"
+        ph["kept"] = book.offer(sched, "columns") if sched is not None else False
+    return True
+
+
+#: the restricted master: the shares of the time left for its Dantzig-Wolfe master (in
+#: the scale phase it is the first bound, in place of the bundle's) and for its MIP, and
+#: the gap under which neither is run
+DW_SHARE = 0.35
+COLUMNS_SHARE = 0.5
+COLUMNS_MIN_GAP = 0.01
+#: before the MILP, the columns run when its predicted root node takes more than this
+#: share of the time left (on a 64 x 32 the MILP itself does better with the time)
+COLUMNS_BEFORE_MILP_ROOT_SHARE = 0.2
 
 
 def _merge_counts(old: dict | None, new: dict) -> dict:

@@ -58,6 +58,8 @@ class Ledger:
         self.current = "starts"
         self.homes_done = None               # the schedule the homes search last started from
         self.polish_done = None              # ... and the polish search
+        self.columns_done = False            # the Dantzig-Wolfe master for columns has run
+        self.dw_master = None                # ... and converged: its columns, for the MIP
 
     # ---------------------------------------------------------------- what is known
     @property

@@ -40,7 +40,8 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
                      stop_on_interrupt: bool = False,
                      oracle: str = "auto", client=None,
                      groups: int | None = None,
-                     reuse: dict | None = None) -> tuple[float, "BoundCertificate"]:
+                     reuse: dict | None = None,
+                     keep: dict | None = None) -> tuple[float, "BoundCertificate"]:
     """Maximise the Lagrangian bound over the prices; return it and its certificate.
 
     Parameters
@@ -86,6 +87,10 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
         Keeps the prepared problem and the oracle between calls on the same instance (a
         caller that runs the bound several times, e.g. ``auto``'s phases, passes the same
         dict): building the event oracle of a large instance costs many oracle calls.
+    keep : dict, optional
+        When the ``dw`` master ran, ``keep["dw_master"]`` is set to it
+        (:class:`~hetkv_opt.bounds.lagrangian.master.DWMaster`: its columns are the items'
+        paths, which :mod:`hetkv_opt.methods.columns` makes a schedule of).
 
     Returns
     -------
@@ -147,7 +152,9 @@ def lagrangian_bound(inst: Instance, *, iterations: int = 300, time_limit_s: flo
             paths: list = []
             center = bundle_phase(tr, y0, max_calls=min(20, max(tr.iterations // 4, 1)),
                                    tol=tol, paths=paths, master_iters=100)
-            dw_phase(tr, center, paths, tol)
+            dw = dw_phase(tr, center, paths, tol)
+            if keep is not None:
+                keep["dw_master"] = dw
         else:
             bundle_phase(tr, y0, max_calls=tr.iterations, tol=tol * 1e-2)
     except KeyboardInterrupt:

@@ -344,6 +344,13 @@ class DWMaster:
             self._add(np.zeros(E), np.zeros(E), p.Rtot.copy(), c, r, v, E)
         self.seen: set = set()
         self.num_paths = 0
+        # the path columns, in the order added: their free item and states (for the
+        # restricted master as a MIP, :mod:`hetkv_opt.methods.columns`)
+        self.first_path_col = h.getNumCol()
+        self.path_item: list[int] = []
+        self.path_states: list[np.ndarray] = []
+        self.optimal = False        # the last solve ended optimal
+        self.converged = False      # dw_phase stopped at the LP's value (not at the clock)
 
     def _add(self, cost, lo, hi, col, row, val, n):
         col, row, val = np.asarray(col, np.int64), np.asarray(row, np.int64), np.asarray(val, float)
@@ -370,6 +377,8 @@ class DWMaster:
         if not new:
             return 0
         items = np.asarray(new, np.int64)
+        self.path_item.extend(new)
+        self.path_states.extend(states[i].copy() for i in new)
         r, c, v = _path_entries(p, states, items, self.r_cap, self.r_split, self.r_conv)
         self._add(np.zeros(items.size), np.zeros(items.size), np.full(items.size, np.inf),
                   c, r, v, items.size)
@@ -381,6 +390,7 @@ class DWMaster:
         self.h.run()
         info = self.h.getInfo()
         sol = self.h.getSolution()
+        self.optimal = self.h.getModelStatus() == _import_highspy().HighsModelStatus.kOptimal
         if not sol.dual_valid:
             return None
         rd = np.asarray(sol.row_dual)
@@ -438,11 +448,13 @@ def _path_entries(p: Problem, states, items, r_cap, r_split, r_conv):
     return np.concatenate(R), np.concatenate(Cc), np.concatenate(V)
 
 
-def dw_phase(tr: Tracker, y_center: np.ndarray, paths: list, tol: float) -> None:
+def dw_phase(tr: Tracker, y_center: np.ndarray, paths: list, tol: float) -> "DWMaster":
     """Disaggregated cutting planes (Dantzig-Wolfe column generation): every oracle call
     adds each item's best path to the restricted master; the master's duals are the next
     prices.  Stops when the master's value (an upper bound on the best L) and the best L
-    agree within ``tol``, when no item has a new path, or at the budget."""
+    agree within ``tol``, when no item has a new path, or at the budget.  Returns the
+    master (``converged``: it stopped at the LP relaxation's value, its last solve
+    optimal)."""
     p, space = tr.p, tr.space
     tr.phase = "dw"
     master = DWMaster(p)
@@ -461,6 +473,7 @@ def dw_phase(tr: Tracker, y_center: np.ndarray, paths: list, tol: float) -> None
         obj, lam, mu = res
         tr.upper = obj if tr.upper is None else min(tr.upper, obj)
         if tr.best_v >= tr.upper - tol * max(abs(tr.upper), 1e-12):
+            master.converged = master.optimal
             break
         y = space.proj(space.join(lam, mu))
         ev = tr.evaluate(y)
@@ -468,9 +481,11 @@ def dw_phase(tr: Tracker, y_center: np.ndarray, paths: list, tol: float) -> None
         if added == 0:
             stall += 1
             if stall >= 2:
+                master.converged = master.optimal
                 break
         else:
             stall = 0
+    return master
 
 
 __all__ = ["DWMaster", "ITERS_GROW", "MASTER_ITERS_START", "Space", "Tracker", "bundle_phase",
