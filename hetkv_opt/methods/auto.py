@@ -573,14 +573,16 @@ MAX_REFINE_ROUNDS = 20
 
 def _dw_phase(book: Ledger, share: float, tol: float) -> bool:
     """The Lagrangian bound by its Dantzig-Wolfe master (which reaches the LP value), in
-    ``share`` of the time left, for its columns: once per run, up to
+    ``share`` of the time left, for its columns: once per run, two tiers, up to
     :data:`~hetkv_opt.methods.columns.COLUMNS_MAX_ITEM_EPOCHS` free item-epochs, when the
     best schedule is more than :data:`COLUMNS_MIN_GAP` above the bound.  The master is
     kept for :func:`_columns_phase`.  True when it ran."""
     inst, dl = book.instance, book.deadline
     if book.columns_done or book.best is None or dl.expired(1.0):
         return False
-    if item_epochs(inst) > COLUMNS_MAX_ITEM_EPOCHS:
+    if item_epochs(inst) > COLUMNS_MAX_ITEM_EPOCHS or inst.num_tiers != 2:
+        # three tiers: on g0 and g3 of benchmarks/bench_auto.py the master took 3-16 s
+        # and its MIP found nothing in 20 s that search did not find anyway
         return False
     g = gap(book.best_s, book.bound_s)
     if g is not None and g <= max(COLUMNS_MIN_GAP, tol):

@@ -7,8 +7,8 @@ them to reach the LP relaxation's value. Choosing exactly one path per item, und
 epoch-time and capacity rows, is a MIP over those columns (price-and-branch). Its schedules
 are feasible by construction, and the evaluator re-scores them.
 
-The MIP is made small and its answer good by two choices, measured on trace replay, on
-high-turnover drift and on three tiers (docs/methods.md, "Columns"):
+The MIP is made small and its answer good by two choices, measured on trace replay and
+on high-turnover drift (benchmarks/RESULTS.md, "The restricted master as a MIP"):
 
 1. **Items the LP does not split are fixed.** An item whose LP weight sits on one path
    (to within ``FIX_TOL``) keeps that path. In the cases measured, 70-80 % of the items
@@ -35,6 +35,10 @@ from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_r
 
 #: an item whose LP weight on one path is at least 1 - FIX_TOL keeps that path
 FIX_TOL = 1e-6
+
+#: capacity slack (a share of the tier's room) above which the master's LP is taken to
+#: need it, and no item is fixed
+SLACK_TOL = 1e-3
 
 #: free item-epochs up to which ``auto`` runs the Dantzig-Wolfe master for its columns
 #: (it reached the LP value in 11-13 s on a 105,850 item-epoch trace replay; on 260k
@@ -95,7 +99,7 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     x_lp = np.asarray(h.getSolution().col_value)
     # an LP that needs capacity slack (its paths cannot fit) says nothing about which
     # items to fix; else the items it does not split keep their path
-    fix = np.zeros(0, np.int32) if (sl.size and x_lp[sl].max() > FIX_TOL) else \
+    fix = np.zeros(0, np.int32) if (sl.size and x_lp[sl].max() > SLACK_TOL) else \
         np.flatnonzero(weight >= 1.0 - FIX_TOL).astype(np.int32) + first
     if fix.size:
         h.changeColsBounds(fix.size, fix, np.ones(fix.size), np.ones(fix.size))
@@ -169,4 +173,4 @@ def _pinned_rows(inst: Instance, items: np.ndarray) -> np.ndarray:
     return np.where(alive, tier[:, None], -1)
 
 
-__all__ = ["COLUMNS_MAX_ITEM_EPOCHS", "FIX_TOL", "columns_schedule"]
+__all__ = ["COLUMNS_MAX_ITEM_EPOCHS", "FIX_TOL", "SLACK_TOL", "columns_schedule"]
