@@ -408,7 +408,7 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
         root = MILP_ROOT_PER_LP * state.get("lp_s", 0.0)
         # a MILP whose root alone takes a good part of the time left rarely improves the
         # start within it (high-turnover 256 x 64: 5.5 % at 60 s): the columns first
-        if (left is None or root > COLUMNS_BEFORE_MILP_ROOT_SHARE * left) and \
+        if left is not None and root > COLUMNS_BEFORE_MILP_ROOT_SHARE * left and \
                 _dw_phase(book, DW_SHARE, tol):
             _columns_phase(book, COLUMNS_SHARE)
             left = dl.remaining_s()
@@ -578,8 +578,8 @@ def _dw_phase(book: Ledger, share: float, tol: float) -> bool:
     best schedule is more than :data:`COLUMNS_MIN_GAP` above the bound.  The master is
     kept for :func:`_columns_phase`.  True when it ran."""
     inst, dl = book.instance, book.deadline
-    if book.columns_done or book.best is None or dl.expired(1.0):
-        return False
+    if book.columns_done or book.best is None or dl.remaining_s() is None or dl.expired(1.0):
+        return False                       # without a limit, the MILP or search has time
     if item_epochs(inst) > COLUMNS_MAX_ITEM_EPOCHS or inst.num_tiers != 2:
         # three tiers: on g0 and g3 of benchmarks/bench_auto.py the master took 3-16 s
         # and its MIP found nothing in 20 s that search did not find anyway
