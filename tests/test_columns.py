@@ -4,7 +4,6 @@ half an answer, and auto runs it where it applies and records it."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from hetkv_opt.bounds.lagrangian.bound import lagrangian_bound
