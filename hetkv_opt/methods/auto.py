@@ -21,7 +21,8 @@ from hetkv_opt.cluster import open_client
 from hetkv_opt.deadline import Deadline
 from hetkv_opt.methods.background import MIN_CHILD_S, BackgroundLP, spare_cores
 from hetkv_opt.methods.child import Abandoned, Child
-from hetkv_opt.methods.columns import COLUMNS_MAX_ITEM_EPOCHS, columns_schedule
+from hetkv_opt.methods.columns import (COLUMNS_MAX_ITEM_EPOCHS, WINDOW_ITEM_EPOCHS,
+                                      columns_schedule, window_columns)
 from hetkv_opt.methods.exact import solve_lp, solve_milp
 from hetkv_opt.methods.portfolio import Ledger, predict_lp_s
 from hetkv_opt.methods.flow import predict_flow_s, solve_flow
@@ -481,6 +482,8 @@ def _after_lp(book: Ledger, config: SolverConfig, details: dict, log, progress, 
     if _columns_phase(book, COLUMNS_SHARE):
         _homes_phase(book)
         _polish_phase(book, POLISH_SHARE)
+    if _windows_phase(book, WINDOWS_SHARE, tol):
+        _polish_phase(book, POLISH_SHARE)
     if too_dense(inst, "large-neighbourhood search"):
         book.skip("lns", too_dense(inst, "large-neighbourhood search"))
         if not dl.expired(0.5) and not book.closed(tol) and not collect():
@@ -631,6 +634,38 @@ COLUMNS_MIN_GAP = 0.01
 #: before the MILP, the columns run when its predicted root node takes more than this
 #: share of the time left (on a 64 x 32 the MILP itself does better with the time)
 COLUMNS_BEFORE_MILP_ROOT_SHARE = 0.2
+
+
+def _windows_phase(book: Ledger, share: float, tol: float) -> bool:
+    """The restricted master's MIP on windows of epochs
+    (:func:`~hetkv_opt.methods.columns.window_columns`), in ``share`` of the time left:
+    two tiers, a finite deadline, a gap above :data:`COLUMNS_MIN_GAP`, and an instance
+    larger than one window (else the master of the whole instance has run).  True when it
+    ran."""
+    inst, dl = book.instance, book.deadline
+    if book.best is None or dl.remaining_s() is None or dl.expired(WINDOWS_MIN_S) \
+            or inst.num_tiers != 2 or too_dense(inst, "large-neighbourhood search"):
+        return False
+    if book.columns_done and item_epochs(inst) <= WINDOW_ITEM_EPOCHS:
+        return False                       # one window is the whole instance: its columns ran
+    g = gap(book.best_s, book.bound_s)
+    if g is not None and g <= max(COLUMNS_MIN_GAP, tol):
+        return False
+    with book.phase("windows") as ph:
+        stats: dict = {}
+        wdl = dl.child(fraction=share)
+        window_columns(inst, book.best, deadline=wdl, window_s=WINDOW_SHARE * wdl.remaining_s(),
+                       on_better=lambda s, T: book.offer(s, "windows"), info=stats)
+        ph.update({"windows": len(stats.get("windows", [])), "improved": stats.get("improved", 0),
+                   "passes": stats.get("passes", 0)})
+    return True
+
+
+#: the restricted master's MIP on windows of epochs (the scale phase, two tiers): its share
+#: of the time left, the share of that for one window, and the least time worth starting
+WINDOWS_SHARE = 0.5
+WINDOW_SHARE = 0.25
+WINDOWS_MIN_S = 5.0
 
 
 def _merge_counts(old: dict | None, new: dict) -> dict:

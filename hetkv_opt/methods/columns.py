@@ -49,8 +49,8 @@ COLUMNS_MAX_ITEM_EPOCHS = 120_000
 
 
 def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
-                     deadline: "Deadline | float | None", info: dict | None = None
-                     ) -> Schedule | None:
+                     deadline: "Deadline | float | None", info: dict | None = None,
+                     exit_tier: np.ndarray | None = None) -> Schedule | None:
     """The best schedule the MIP over ``master``'s columns finds within ``deadline``.
 
     Parameters
@@ -68,6 +68,11 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     info : dict, optional
         Filled with ``items``, ``fixed``, ``columns``, ``mip_status``, ``runtime_s`` and
         the MIP's own time of its schedule ``objective_s``, or ``skipped`` and why.
+    exit_tier : ndarray, optional
+        Per item of ``inst``: the tier it must be copied to right after the last epoch
+        (-1: none), when ``inst`` is a window of a longer instance whose schedule goes on
+        (:func:`window_columns`). The copy is charged to the last epoch's time and
+        capacity rows, as the evaluator charges it on the whole instance.
 
     Returns
     -------
@@ -79,6 +84,12 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     dl = Deadline.of(deadline)
     hs = _import_highspy()
     h, p = master.h, master.p
+    rho = residency_matrix(inst, incumbent) if incumbent is not None else None
+    if exit_tier is not None:
+        # the copies out of the window: on every path, before the LP that decides the fixings
+        if rho is not None:
+            master.add_paths(rho[p.free])
+        _charge_exits(master, inst, np.asarray(exit_tier)[p.free])
     # the master's LP once more (warm: columns may have come after its last solve); the
     # items it does not split are fixed below, so it must have solved
     limit = dl.solver_limit_s()
@@ -91,9 +102,10 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     first = master.first_path_col
     n_lp = len(master.path_item)
     weight = np.asarray(h.getSolution().col_value)[first:first + n_lp]
-    rho = residency_matrix(inst, incumbent) if incumbent is not None else None
     if rho is not None:
         master.add_paths(rho[p.free])
+        if exit_tier is not None:
+            _charge_exits(master, inst, np.asarray(exit_tier)[p.free])
     n = len(master.path_item)
     cols = np.arange(first, first + n, dtype=np.int32)
     h.changeColsIntegrality(n, cols, np.full(n, hs.HighsVarType.kInteger, dtype=np.uint8))
@@ -142,6 +154,32 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     return schedule_from_residency(inst, full)
 
 
+def _charge_exits(master, inst: Instance, exit_free: np.ndarray) -> None:
+    """Charge each path column not charged yet with the copy out of the window: an item
+    whose path ends in another tier than ``exit_free`` (per free item) is copied during
+    the last epoch, which adds to that epoch's time rows and to the capacity of the tier
+    it goes to (as :func:`~hetkv_opt.bounds.lagrangian.master._path_entries` charges a
+    copy inside the window)."""
+    p, h = master.p, master.h
+    E, last = master.E, master.E - 1
+    done = getattr(master, "exits_charged", 0)
+    for c in range(done, len(master.path_item)):
+        i = master.path_item[c]
+        k, x = int(master.path_states[c][last]), int(exit_free[i])
+        if x < 0 or k < 0 or k == x or (p.inclusive and x != 0):
+            continue
+        col = master.first_path_col + c
+        s = float(p.s[i])
+        for j in range(master.J):
+            v = -(p.CO[j][k] + p.CI[j][x]) * s
+            if v:
+                h.changeCoeff(j * E + last, col, v)
+        if x in p.cap_tiers:
+            n = list(p.cap_tiers).index(x)
+            h.changeCoeff(master.r_cap + n * E + last, col, s)
+    master.exits_charged = len(master.path_item)
+
+
 def _run_mip(h, dl: Deadline) -> str:
     limit = dl.solver_limit_s()
     h.setOptionValue("time_limit", float("inf") if limit is None else max(limit, 1e-3))
@@ -175,4 +213,125 @@ def _pinned_rows(inst: Instance, items: np.ndarray) -> np.ndarray:
     return np.where(alive, tier[:, None], -1)
 
 
-__all__ = ["COLUMNS_MAX_ITEM_EPOCHS", "FIX_TOL", "SLACK_TOL", "columns_schedule"]
+def free_item_epochs_per_epoch(inst: Instance) -> np.ndarray:
+    """Per epoch: how many items are alive there and not pinned (the master's paths)."""
+    free = inst.pinned_tier < 0
+    d = np.zeros(inst.num_epochs + 1, np.int64)
+    np.add.at(d, inst.birth[free], 1)
+    np.add.at(d, inst.death[free], -1)
+    return np.cumsum(d)[:-1]
+
+
+def pick_window(weight: np.ndarray, size: np.ndarray, budget: int) -> tuple[int, int] | None:
+    """The epochs ``[a, b)`` of largest total ``weight`` whose total ``size`` is at most
+    ``budget`` (at least one epoch), or None when no epoch has positive weight."""
+    E = weight.size
+    best, where = 0.0, None
+    cw = np.concatenate([[0.0], np.cumsum(weight)])
+    cs = np.concatenate([[0], np.cumsum(size)])
+    b = 0
+    for a in range(E):
+        b = max(b, a + 1)
+        while b < E and cs[b + 1] - cs[a] <= budget:
+            b += 1
+        w = cw[b] - cw[a]
+        if w > best:
+            best, where = w, (a, b)
+    return where
+
+
+#: free item-epochs of one window of :func:`window_columns`: from auto's 60 s schedule,
+#: 120 s of windows took a 5-layer trace replay (900k item-epochs) 4.1 % lower with 10k,
+#: 5.0 % with 20k and 2.3 % with 40k, and high-turnover drift 1024 x 256 0.76 % and 0.90 %
+#: lower with 10k and 20k (benchmarks/RESULTS.md)
+WINDOW_ITEM_EPOCHS = 20_000
+#: the share of a window's time for its Dantzig-Wolfe master; its MIP has the rest
+WINDOW_MASTER_SHARE = 0.35
+
+
+def window_columns(inst: Instance, incumbent: Schedule, *, deadline: "Deadline | float | None",
+                   window_item_epochs: int = WINDOW_ITEM_EPOCHS, window_s: float | None = None,
+                   on_better=None, info: dict | None = None) -> Schedule:
+    """The master and its MIP (:func:`columns_schedule`) on windows of epochs, for
+    instances too large for one master: a window of about ``window_item_epochs`` free
+    item-epochs where the incumbent is furthest above a per-epoch lower bound
+    (:func:`~hetkv_opt.methods.lns.epoch_slack`) is cut out
+    (:func:`~hetkv_opt.methods.rolling.window_instance`, items entering it in their
+    incumbent tier), its master and MIP are run with the incumbent's paths as columns, and
+    the answer is stitched back into the incumbent (the rest of the schedule unchanged; an
+    item whose tier at the window's end differs from the incumbent's is copied at the
+    next epoch) and re-scored by the evaluator. Windows follow one another until the
+    deadline, each over epochs not yet tried.
+
+    ``window_s`` caps one window's time (default: what is left). ``on_better(schedule, T)``
+    is called with every faster schedule. Returns the best schedule (``incumbent`` when
+    nothing was faster). Nothing here is a bound: a window's master proves a bound on the
+    window alone, with its entry fixed.
+    """
+    from hetkv_opt.bounds.lagrangian.bound import lagrangian_bound
+    from hetkv_opt.methods.lns import epoch_slack
+    from hetkv_opt.methods.rolling import window_instance
+    from hetkv_opt.model.evaluate import evaluate
+    info = {} if info is None else info
+    dl = Deadline.of(deadline)
+    t0 = time.perf_counter()
+    best = incumbent
+    best_T = evaluate(inst, best).total_time_s
+    size = free_item_epochs_per_epoch(inst)
+    tried = np.zeros(inst.num_epochs, bool)
+    windows = info.setdefault("windows", [])
+    passes, pass_gain = 1, False
+    while not dl.expired(1.0):
+        slack = np.where(tried, 0.0, np.maximum(epoch_slack(inst, best), 0.0))
+        win = pick_window(slack, size, window_item_epochs)
+        if win is None:
+            if not pass_gain or not tried.any():
+                break                      # a whole pass found nothing, or nothing to win
+            tried[:] = False               # another pass over the improved schedule
+            passes, pass_gain = passes + 1, False
+            continue
+        a, b = win
+        tried[a:b] = True
+        rec = {"epochs": [a, b], "item_epochs": int(size[a:b].sum())}
+        windows.append(rec)
+        wdl = dl if window_s is None else dl.child(window_s)
+        rho = residency_matrix(inst, best)
+        start = np.where(rho[:, a] >= 0, rho[:, a], inst.initial_tier.clip(min=0))
+        sub, items = window_instance(inst, a, b, start.astype(np.int64))
+        sub_inc = schedule_from_residency(sub, rho[items, a:b])
+        exit_tier = rho[items, b] if b < inst.num_epochs else np.full(items.size, -1)
+        keep: dict = {}
+        lagrangian_bound(sub, master="dw", time_limit_s=wdl.share_s(WINDOW_MASTER_SHARE),
+                         keep=keep, stop_on_interrupt=True, dw_max_item_epochs=10**9)
+        master = keep.get("dw_master")
+        rec["converged"] = bool(master is not None and master.converged)
+        if master is None or wdl.expired(0.5):
+            rec["skipped"] = "no Dantzig-Wolfe master in time"
+            continue
+        stats: dict = {}
+        got = columns_schedule(sub, master, sub_inc, deadline=wdl, info=stats,
+                               exit_tier=exit_tier)
+        rec.update({k: stats[k] for k in ("fixed", "items", "mip_status", "skipped")
+                    if k in stats})
+        if got is None:
+            continue
+        full = rho.copy()
+        seg = residency_matrix(sub, got)
+        alive = seg >= 0
+        full[items, a:b] = np.where(alive, seg, full[items, a:b])
+        cand = schedule_from_residency(inst, full)
+        ev = evaluate(inst, cand)
+        rec["T"] = float(ev.total_time_s) if ev.feasible else None
+        if ev.feasible and ev.total_time_s < best_T * (1 - 1e-12):
+            best, best_T = cand, float(ev.total_time_s)
+            rec["improved"] = pass_gain = True
+            if on_better is not None:
+                on_better(best, best_T)
+    info["passes"] = passes
+    info["improved"] = sum(1 for w in windows if w.get("improved"))
+    info["runtime_s"] = round(time.perf_counter() - t0, 6)
+    return best
+
+
+__all__ = ["COLUMNS_MAX_ITEM_EPOCHS", "FIX_TOL", "SLACK_TOL", "WINDOW_ITEM_EPOCHS",
+           "columns_schedule", "free_item_epochs_per_epoch", "pick_window", "window_columns"]
