@@ -123,6 +123,8 @@ def _write(path: Path, obj) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--classes", default="a,b,c,d,e,f,g")
+    ap.add_argument("--cells", default="",
+                    help="only these instances, e.g. b2,d1 (class and index; overrides --classes)")
     ap.add_argument("--limits", default="10,60")
     ap.add_argument("--methods", default="auto")
     ap.add_argument("--max-item-epochs", type=float, default=2e7)
@@ -143,24 +145,25 @@ def main() -> None:
         return print_table()
     refs_path = OUT / "lp-ref.json"
     refs = json.loads(refs_path.read_text()) if refs_path.exists() else {}
-    for cls in args.classes.split(","):
-        for idx in range(len(CLASSES[cls])):
-            if args.lp_ref > 0 and f"{cls}{idx}" not in refs:
-                got = _child(cls, idx, "lp-ref", args.lp_ref, args.lp_ref * 1.5 + 60)
-                refs[f"{cls}{idx}"] = None if got is None else got.get("lp_s")
-                _write(refs_path, refs)
-            for method in args.methods.split(","):
-                for limit in map(float, args.limits.split(",")):
-                    path = OUT / (cell_name(cls, idx, method, limit) + ".json")
-                    if path.exists():
-                        continue
-                    rec = _child(cls, idx, method, limit, 1.5 * limit + 60)
-                    if rec is None:
-                        rec = {"class": cls, "index": idx, "method": method, "limit_s": limit,
-                               "status": "hung", "wall_s": 1.5 * limit + 60}
-                    _write(path, rec)
-                    print(f"{path.name}: wall {rec['wall_s']} s, {rec.get('status')}, "
-                          f"gap {rec.get('gap')}", flush=True)
+    picked = [(c[0], int(c[1:])) for c in args.cells.split(",")] if args.cells else \
+        [(cls, idx) for cls in args.classes.split(",") for idx in range(len(CLASSES[cls]))]
+    for cls, idx in picked:
+        if args.lp_ref > 0 and f"{cls}{idx}" not in refs:
+            got = _child(cls, idx, "lp-ref", args.lp_ref, args.lp_ref * 1.5 + 60)
+            refs[f"{cls}{idx}"] = None if got is None else got.get("lp_s")
+            _write(refs_path, refs)
+        for method in args.methods.split(","):
+            for limit in map(float, args.limits.split(",")):
+                path = OUT / (cell_name(cls, idx, method, limit) + ".json")
+                if path.exists():
+                    continue
+                rec = _child(cls, idx, method, limit, 1.5 * limit + 60)
+                if rec is None:
+                    rec = {"class": cls, "index": idx, "method": method, "limit_s": limit,
+                           "status": "hung", "wall_s": 1.5 * limit + 60}
+                _write(path, rec)
+                print(f"{path.name}: wall {rec['wall_s']} s, {rec.get('status')}, "
+                      f"gap {rec.get('gap')}", flush=True)
     print_table()
 
 

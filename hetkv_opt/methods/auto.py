@@ -663,7 +663,7 @@ def _windows_phase(book: Ledger, share: float, tol: float) -> bool:
 
 #: the restricted master's MIP on windows of epochs (the scale phase, two tiers): its share
 #: of the time left, the share of that for one window, and the least time worth starting
-WINDOWS_SHARE = 0.5
+WINDOWS_SHARE = 0.7
 WINDOW_SHARE = 0.25
 WINDOWS_MIN_S = 5.0
 
