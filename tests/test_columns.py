@@ -193,3 +193,16 @@ def test_auto_runs_the_windows_on_the_scale_path(monkeypatch):
     win = phases[names.index("windows")]
     assert win["windows"] >= 1 and 0 <= win["improved"] <= win["windows"]
     assert evaluate(inst, res.schedule).total_time_s == res.total_time_s
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_windows_in_inclusive_mode_stitch_feasible_schedules(seed):
+    from hetkv_opt.methods.columns import window_columns
+    inst = drift_instance(blocks=64, steps=32, sparsity=0.9, persistence=0.5, seed=seed,
+                          mode="inclusive")
+    for start in (trivial_schedule(inst), solve(inst, "auto", time_limit_s=3).schedule):
+        T0 = evaluate(inst, start).total_time_s
+        info: dict = {}
+        best = window_columns(inst, start, deadline=30.0, window_item_epochs=300, info=info)
+        assert evaluate(inst, best).feasible and evaluate(inst, best).total_time_s <= T0
+        assert all(w["T"] is not None for w in info["windows"] if "T" in w), info["windows"]

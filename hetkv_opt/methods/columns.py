@@ -30,8 +30,12 @@ import time
 
 import numpy as np
 
+from hetkv_opt.bounds.lagrangian.bound import lagrangian_bound
 from hetkv_opt.deadline import Deadline
+from hetkv_opt.methods.lns import epoch_slack
+from hetkv_opt.methods.rolling import window_instance
 from hetkv_opt.milp.highs import _import_highspy
+from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
 
@@ -268,10 +272,6 @@ def window_columns(inst: Instance, incumbent: Schedule, *, deadline: "Deadline |
     nothing was faster). Nothing here is a bound: a window's master proves a bound on the
     window alone, with its entry fixed.
     """
-    from hetkv_opt.bounds.lagrangian.bound import lagrangian_bound
-    from hetkv_opt.methods.lns import epoch_slack
-    from hetkv_opt.methods.rolling import window_instance
-    from hetkv_opt.model.evaluate import evaluate
     info = {} if info is None else info
     dl = Deadline.of(deadline)
     t0 = time.perf_counter()
