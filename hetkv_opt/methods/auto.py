@@ -639,8 +639,8 @@ COLUMNS_BEFORE_MILP_ROOT_SHARE = 0.2
 def _windows_phase(book: Ledger, share: float, tol: float) -> bool:
     """The restricted master's MIP on windows of epochs
     (:func:`~hetkv_opt.methods.columns.window_columns`), in ``share`` of the time left:
-    two tiers, a finite deadline, a gap above :data:`COLUMNS_MIN_GAP`, and an instance
-    larger than one window (else the master of the whole instance has run).  True when it
+    two tiers, a finite deadline, and a gap above :data:`COLUMNS_MIN_GAP`; not when one
+    window is the whole instance and the whole instance's columns have run.  True when it
     ran."""
     inst, dl = book.instance, book.deadline
     if book.best is None or dl.remaining_s() is None or dl.expired(WINDOWS_MIN_S) \

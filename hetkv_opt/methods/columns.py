@@ -93,7 +93,7 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
         # the copies out of the window: on every path, before the LP that decides the fixings
         if rho is not None:
             master.add_paths(rho[p.free])
-        _charge_exits(master, inst, np.asarray(exit_tier)[p.free])
+        _charge_exits(master, np.asarray(exit_tier)[p.free])
     # the master's LP once more (warm: columns may have come after its last solve); the
     # items it does not split are fixed below, so it must have solved
     limit = dl.solver_limit_s()
@@ -109,7 +109,7 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     if rho is not None:
         master.add_paths(rho[p.free])
         if exit_tier is not None:
-            _charge_exits(master, inst, np.asarray(exit_tier)[p.free])
+            _charge_exits(master, np.asarray(exit_tier)[p.free])
     n = len(master.path_item)
     cols = np.arange(first, first + n, dtype=np.int32)
     h.changeColsIntegrality(n, cols, np.full(n, hs.HighsVarType.kInteger, dtype=np.uint8))
@@ -158,7 +158,7 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     return schedule_from_residency(inst, full)
 
 
-def _charge_exits(master, inst: Instance, exit_free: np.ndarray) -> None:
+def _charge_exits(master, exit_free: np.ndarray) -> None:
     """Charge each path column not charged yet with the copy out of the window: an item
     whose path ends in another tier than ``exit_free`` (per free item) is copied during
     the last epoch, which adds to that epoch's time rows and to the capacity of the tier
@@ -245,9 +245,9 @@ def pick_window(weight: np.ndarray, size: np.ndarray, budget: int) -> tuple[int,
 
 
 #: free item-epochs of one window of :func:`window_columns`: from auto's 60 s schedule,
-#: 120 s of windows took a 5-layer trace replay (900k item-epochs) 4.1 % lower with 10k,
-#: 5.0 % with 20k and 2.3 % with 40k, and high-turnover drift 1024 x 256 0.76 % and 0.90 %
-#: lower with 10k and 20k (benchmarks/RESULTS.md)
+#: 120 s of windows took a 5-layer trace replay (900k item-epochs) 3.66 % lower with 10k,
+#: 3.75 % with 20k and 1.56 % with 40k, and high-turnover drift 1024 x 256 0.60 % and
+#: 0.93 % lower with 10k and 20k (benchmarks/RESULTS.md, "windows of epochs")
 WINDOW_ITEM_EPOCHS = 20_000
 #: the share of a window's time for its Dantzig-Wolfe master; its MIP has the rest
 WINDOW_MASTER_SHARE = 0.35
@@ -262,10 +262,12 @@ def window_columns(inst: Instance, incumbent: Schedule, *, deadline: "Deadline |
     (:func:`~hetkv_opt.methods.lns.epoch_slack`) is cut out
     (:func:`~hetkv_opt.methods.rolling.window_instance`, items entering it in their
     incumbent tier), its master and MIP are run with the incumbent's paths as columns, and
-    the answer is stitched back into the incumbent (the rest of the schedule unchanged; an
-    item whose tier at the window's end differs from the incumbent's is copied at the
-    next epoch) and re-scored by the evaluator. Windows follow one another until the
-    deadline, each over epochs not yet tried.
+    the answer is stitched back into the incumbent (the rest of the schedule unchanged) and
+    re-scored by the evaluator. An item that leaves the window in another tier than the
+    incumbent has at the next epoch is copied during the window's last epoch; the MIP is
+    charged for that copy (``exit_tier`` of :func:`columns_schedule`). Windows follow one
+    another until the deadline, each over epochs not yet tried, and a new pass starts
+    while the last one gained.
 
     ``window_s`` caps one window's time (default: what is left). ``on_better(schedule, T)``
     is called with every faster schedule. Returns the best schedule (``incumbent`` when
