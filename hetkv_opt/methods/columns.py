@@ -107,9 +107,7 @@ def columns_schedule(inst: Instance, master, incumbent: Schedule | None, *,
     n_lp = len(master.path_item)
     weight = np.asarray(h.getSolution().col_value)[first:first + n_lp]
     if rho is not None:
-        master.add_paths(rho[p.free])
-        if exit_tier is not None:
-            _charge_exits(master, np.asarray(exit_tier)[p.free])
+        master.add_paths(rho[p.free])      # with exits: added and charged above already
     n = len(master.path_item)
     cols = np.arange(first, first + n, dtype=np.int32)
     h.changeColsIntegrality(n, cols, np.full(n, hs.HighsVarType.kInteger, dtype=np.uint8))
