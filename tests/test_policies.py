@@ -26,7 +26,8 @@ from hetkv_opt.workloads.drift import drift_instance  # noqa: E402
 from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
 from hetkv_opt.io.files import load_instance, load_schedule, save_instance  # noqa: E402
 from hetkv_opt.model.feasibility import forced_overflow  # noqa: E402
-from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy, run_policy,  # noqa: E402
+from hetkv_opt.policies import (Decision, Policy, PolicyError, ScoredPolicy, fill_by_score,  # noqa: E402
+                                run_policy,
                                 get_policy, list_policies, register_policy, simulate,
                                 unregister_policy)
 from hetkv_opt.model.feasibility import capacity_precheck  # noqa: E402
@@ -530,14 +531,30 @@ def test_reserve_ahead_table_matches_its_definition():
 
 
 @dataclass
+class _AsDecision(Policy):
+    """A scored policy's decisions as whole residency arrays (``fill_by_score``), where
+    the policy itself hands the simulator change lists (``fill_moves``)."""
+    inner: str = "lru"
+
+    def decide(self, view):
+        if not hasattr(self, "_p"):
+            self._p = get_policy(self.inner)
+        p = self._p
+        expected = p.expected_reads(view) if p.fill == "share" else None
+        dec = fill_by_score(view, p.score(view), fill=p.fill, expected_reads=expected)
+        assert isinstance(dec, Decision)
+        return dec
+
+
+@dataclass
 class _AsMoves(Policy):
-    """Another policy's decisions, handed over as change lists."""
+    """The same decisions, handed over as shuffled change lists with no-op entries."""
     inner: str = "lru"
 
     def decide(self, view):
         from hetkv_opt.policies import Moves
         if not hasattr(self, "_p"):
-            self._p = get_policy(self.inner)
+            self._p = _AsDecision(self.inner)
         next_tier, born_tier = self._p.decide(view)
         cur = np.array(view.residency)
         cur[view.born] = born_tier
@@ -553,19 +570,25 @@ class _AsMoves(Policy):
 
 @pytest.mark.parametrize("inner", ["lru", "reactive", "page", "balance"])
 def test_change_lists_give_the_same_schedule_as_full_decisions(inner):
+    """The policy's own change lists, the whole arrays of fill_by_score, and those made
+    into shuffled change lists: three routes through the simulator, one schedule."""
     moved = 0
     for inst in random_ones(25) + [drift_instance(blocks=40, steps=24, seed=5),
                                    drift_instance(blocks=30, steps=16, mode="inclusive",
-                                                  seed=6)]:
-        full = simulate(inst, get_policy(inner))
+                                                  seed=6),
+                                   drift_instance(blocks=40, steps=24, seed=7,
+                                                  hbm_fraction=0.9)]:
+        own = simulate(inst, get_policy(inner))
+        full = simulate(inst, _AsDecision(inner))
         moves = simulate(inst, _AsMoves(inner))
-        assert moves.status == full.status == "feasible"
-        assert moves.total_time_s == full.total_time_s
-        a, b = full.schedule, moves.schedule
-        np.testing.assert_array_equal(a.item, b.item)
-        np.testing.assert_array_equal(a.epoch, b.epoch)
-        np.testing.assert_array_equal(a.tier, b.tier)
-        moved += moves.details["num_moves"]
+        assert moves.status == full.status == own.status == "feasible"
+        assert moves.total_time_s == full.total_time_s == own.total_time_s
+        for other in (full, moves):
+            a, b = own.schedule, other.schedule
+            np.testing.assert_array_equal(a.item, b.item)
+            np.testing.assert_array_equal(a.epoch, b.epoch)
+            np.testing.assert_array_equal(a.tier, b.tier)
+        moved += own.details["num_moves"]
     assert moved > 0
 
 

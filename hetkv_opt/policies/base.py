@@ -232,37 +232,35 @@ class View:
         self._run = run
         self.epoch = epoch
         self.born = _ro(born)
-        self.alive_next = _ro(alive_next)
-        inst = run.instance
-        self.num_items = inst.num_items
-        self.num_epochs = inst.num_epochs
-        self.num_tiers = inst.num_tiers
-        self.mode = inst.mode
-        self.inclusive = inst.mode == "inclusive"
-        self.tier_names = tuple(t.name for t in inst.tiers)
-        self.size_bytes = inst.size_bytes
-        self._size_f = _ro(run.size)     # the sizes as float, made once per run
-        self.birth = inst.birth
-        self.death = inst.death
-        self.pinned_tier = inst.pinned_tier
-        self.initial_tier = inst.initial_tier
-        self.item_labels = inst.item_labels
-        self.epoch_labels = inst.epoch_labels
-        self.capacity_bytes = _ro(run.cap)
-        self.bandwidth_Bps = _ro(run.bandwidth)
-        self.read_rate_Bps = _ro(run.read_rate)
-        self.residency = _ro(run.cur)
-        self.last_read_epoch = _ro(run.last_read)
-        self.last_write_epoch = _ro(run.last_write)
-        self.read_count = _ro(run.read_count)
-        self.read_bytes_total = _ro(run.read_bytes_total)
-        self.tier_since_epoch = _ro(run.tier_since)
-        self.memo = run.memo
-        self.report = run.report
-        self.policy_name = run.policy_name
-        self.epoch_step = _ro(run.step_of)
-        self.epoch_layer = _ro(run.layer_of)
-        self.item_layer = _ro(run.item_layer)
+        # the run's arrays change in place, never get replaced: their read-only views
+        # and the static data are made once per run and shared by every epoch's View
+        shared = run.__dict__.get("_view_shared")
+        if shared is None:
+            inst = run.instance
+            shared = run._view_shared = {
+                "num_items": inst.num_items, "num_epochs": inst.num_epochs,
+                "num_tiers": inst.num_tiers, "mode": inst.mode,
+                "inclusive": inst.mode == "inclusive",
+                "tier_names": tuple(t.name for t in inst.tiers),
+                "size_bytes": inst.size_bytes,
+                "_size_f": _ro(run.size),          # the sizes as float
+                "birth": inst.birth, "death": inst.death,
+                "pinned_tier": inst.pinned_tier, "initial_tier": inst.initial_tier,
+                "item_labels": inst.item_labels, "epoch_labels": inst.epoch_labels,
+                "capacity_bytes": _ro(run.cap), "bandwidth_Bps": _ro(run.bandwidth),
+                "read_rate_Bps": _ro(run.read_rate), "residency": _ro(run.cur),
+                "last_read_epoch": _ro(run.last_read),
+                "last_write_epoch": _ro(run.last_write),
+                "read_count": _ro(run.read_count),
+                "read_bytes_total": _ro(run.read_bytes_total),
+                "tier_since_epoch": _ro(run.tier_since),
+                "memo": run.memo, "report": run.report, "policy_name": run.policy_name,
+                "epoch_step": _ro(run.step_of), "epoch_layer": _ro(run.layer_of),
+                "item_layer": _ro(run.item_layer),
+                "alive_next": _ro(run.alive_next)}
+        self.__dict__.update(shared)
+        if alive_next is not run.alive_next:
+            self.alive_next = _ro(alive_next)
         self.step = int(run.step_of[epoch])
         self.layer = int(run.layer_of[epoch])
         nxt = epoch + 1 < run.E
@@ -534,9 +532,9 @@ class ScoredPolicy(Policy):
             return view.future.read_bytes_at(view.epoch + 1)
         return view.layer_read_bytes()
 
-    def decide(self, view: View) -> Decision:
+    def decide(self, view: View) -> Moves:
         expected = self.expected_reads(view) if self.fill == "share" else None
-        return fill_by_score(view, self.score(view), fill=self.fill, expected_reads=expected)
+        return fill_moves(view, self.score(view), fill=self.fill, expected_reads=expected)
 
 
 def _prefix_within(weights: np.ndarray, budget: float) -> int:
@@ -599,6 +597,23 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     -------
     Decision
     """
+    items, tiers, born_tier = fill_moves(view, score, fill=fill, expected_reads=expected_reads)
+    nxt = np.array(view.residency, dtype=np.int64)
+    nxt[view.born] = born_tier
+    nxt[items] = tiers
+    return Decision(nxt, born_tier)
+
+
+def fill_moves(view: View, score: np.ndarray, *, fill: str = "capacity",
+               expected_reads: np.ndarray | None = None) -> Moves:
+    """:func:`fill_by_score`'s decision as a change list (:class:`Moves`).
+
+    The same decision, item for item; what :class:`ScoredPolicy` returns.  When every
+    free item alive at e + 1 fits in tier 0 (the common case when capacity is not tight)
+    the work beyond a few passes over the scores is in proportion to the births, deaths,
+    pinned items and moves of the epoch: the occupancy of e + 1 is the simulator's
+    running count, corrected by them, rather than a sum over every item.
+    """
     N, K, e = view.num_items, view.num_tiers, view.epoch
     s = np.asarray(score, dtype=float)
     if s.shape != (N,):
@@ -606,21 +621,21 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
     nan = np.isnan(s)
     if nan.any():
         s = np.where(nan, -np.inf, s)
-    # (every array below is one pass over the items: this runs once per epoch)
+    run = view._run
     size = view._size_f
     cap = np.asarray(view.capacity_bytes)
     incl = view.inclusive
     cur0 = np.asarray(view.residency)
-    cur = np.array(cur0, dtype=np.int64)
     born = np.asarray(view.born)
     alive_next = np.asarray(view.alive_next)
     pinned = view.pinned_tier
     forced = np.asarray(view.forced_birth_tier)
     free = np.array(view.free_bytes, dtype=float)
+    unpinned = run.unpinned
+    pin_next = run.pinned_items[alive_next[run.pinned_items]]   # pinned, alive at e + 1
+    reserve = np.asarray(view.reserve_next_bytes)
 
     # 1. forced newborns take their room first (inclusive: tier 1 is already counted)
-    is_born = np.zeros(N, bool)
-    is_born[born] = True
     born_tier = forced[born].copy()
     fb = born[born_tier >= 0]
     used = np.bincount(forced[fb], weights=size[fb], minlength=K)
@@ -628,13 +643,10 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         used[1] = 0.0
     free -= used
 
-    # 2. the free items alive at e + 1 or born now, and their ranking: by score, ties to
-    #    the item already in the lower tier (newborns last), then the lower index.  The
-    #    key is a total order, so any subset is ranked alone (by_rank); the whole set is
-    #    sorted only when a tier takes part of it
-    unpinned = pinned < 0
-    pool = (alive_next | is_born) & unpinned
-
+    # 2. the free items alive at e + 1 or born now (the pool), and their ranking: by
+    #    score, ties to the item already in the lower tier (newborns last), then the lower
+    #    index.  The key is a total order, so any subset is ranked alone (by_rank); the
+    #    whole pool is sorted only when a tier takes part of it
     def by_rank(items: np.ndarray) -> np.ndarray:
         c = cur0[items]
         return items[np.lexsort((items, np.where(c >= 0, c, K), -s[items]))]
@@ -643,51 +655,55 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         """Bytes the items take at e + 1 (none for those born now that die at once)."""
         return np.where(alive_next[items], size[items], 0.0)
 
-    # 3. target tiers for e + 1, tier by tier
-    pin_next = alive_next & ~unpinned
-    budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) \
-        - np.asarray(view.reserve_next_bytes)
-    target = np.full(N, K - 1, np.int64)
-    rest = None                          # the ranked items not placed yet (None: all of pool)
-    for k in range(K - 1):
-        share = k == 0 and fill == "share"
-        if rest is None:
-            # sums of whole byte sizes: exact in float64 in any order
-            if not share and size[pool & alive_next].sum() <= budget[k]:
-                target[pool] = k        # every one fits: their order does not matter
-                rest = np.zeros(0, np.int64)
+    # 3. target tiers for e + 1, tier by tier.  When the whole pool fits in tier 0 (or
+    #    there is one tier) every pool item's target is tier 0 and no array is built:
+    #    the pool's bytes at e + 1 are the alive bytes less the dying and pinned ones
+    budget = cap - np.bincount(pinned[pin_next], weights=size[pin_next], minlength=K) - reserve
+    pool_next_bytes = float(run.alive_bytes - int(view.size_bytes[run.dying].sum())) \
+        - size[pin_next].sum()
+    uniform = K == 1 or (fill != "share" and pool_next_bytes <= budget[0])
+    target = None
+    if not uniform:
+        pool = alive_next & unpinned
+        pool[born[unpinned[born]]] = True
+        target = np.full(N, K - 1, np.int64)
+        rest = by_rank(np.flatnonzero(pool))   # the ranked items not placed yet
+        for k in range(K - 1):
+            if size_next(rest).sum() <= budget[k] and not (k == 0 and fill == "share"):
+                target[rest] = k
+                rest = rest[:0]
                 continue
-            rest = by_rank(np.flatnonzero(pool))
-        elif not share and size_next(rest).sum() <= budget[k]:
-            target[rest] = k
-            rest = rest[:0]
-            continue
-        n = _prefix_within(size_next(rest), budget[k])
-        if share:
-            if expected_reads is None:
-                raise PolicyError(view.policy_name, e, "fill='share' needs expected_reads")
-            p = np.where(alive_next, np.maximum(np.asarray(expected_reads, float), 0.0), 0.0)
-            goal = view.ideal_tier0_share * p.sum() - p[pin_next & (pinned == 0)].sum()
-            n_share = min(n, _share_prefix(p[rest], goal))
-            # past the share, residents stay while capacity allows (evicting them only
-            # to lower the share would cost copies); nobody else comes in
-            stay = rest[n_share:n][cur[rest[n_share:n]] == 0]
-            target[rest[:n_share]] = 0
-            target[stay] = 0
-            left = np.ones(rest.size, bool)
-            left[:n_share] = False
-            left[n_share:n] = cur[rest[n_share:n]] != 0
-            rest = rest[left]
-            continue
-        target[rest[:n]] = k
-        rest = rest[n:]
+            n = _prefix_within(size_next(rest), budget[k])
+            if k == 0 and fill == "share":
+                if expected_reads is None:
+                    raise PolicyError(view.policy_name, e, "fill='share' needs expected_reads")
+                p = np.where(alive_next, np.maximum(np.asarray(expected_reads, float), 0.0), 0.0)
+                goal = view.ideal_tier0_share * p.sum() - p[pin_next[pinned[pin_next] == 0]].sum()
+                n_share = min(n, _share_prefix(p[rest], goal))
+                # past the share, residents stay while capacity allows (evicting them only
+                # to lower the share would cost copies); nobody else comes in
+                stay = rest[n_share:n][cur0[rest[n_share:n]] == 0]
+                target[rest[:n_share]] = 0
+                target[stay] = 0
+                left = np.ones(rest.size, bool)
+                left[:n_share] = False
+                left[n_share:n] = cur0[rest[n_share:n]] != 0
+                rest = rest[left]
+                continue
+            target[rest[:n]] = k
+            rest = rest[n:]
+
+    def target_of(items: np.ndarray) -> np.ndarray:
+        if target is not None:
+            return target[items]
+        in_pool = unpinned[items] & (alive_next[items] | _member(items, born))
+        return np.where(in_pool, 0, K - 1)
 
     # 4. place the free newborns (rank order): their target tier if it has room, else down
     fnb = by_rank(born[forced[born] < 0])
-    place = target[fnb].copy()
+    place = target_of(fnb).copy()
     if K > 1:
         place[(place == 0) & np.isneginf(s[fnb])] = 1   # -inf: does not deserve tier 0
-    reserve = np.asarray(view.reserve_next_bytes)
     for k in range(K):
         m = np.flatnonzero(place == k)
         if m.size == 0 or (incl and k == 1):
@@ -696,37 +712,77 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
         free[k] -= size[fnb[m[:n]]].sum()
         place[m[n:]] = k + 1
     born_tier[np.searchsorted(born, fnb)] = place
-    cur[born] = born_tier
+
+    def cur_of(items: np.ndarray) -> np.ndarray:
+        """Tiers at e, newborns in the tier just chosen."""
+        c = cur0[items].copy()
+        if born.size and items.size:
+            j = np.minimum(np.searchsorted(born, items), born.size - 1)
+            hit = born[j] == items
+            c[hit] = born_tier[j[hit]]
+        return c
+
+    # the bytes in each tier at e + 1 if nothing moved (exact: sums of whole sizes)
+    dying = run.dying
+    occ_next = run.used.astype(float) \
+        + np.bincount(born_tier, weights=size[born], minlength=K) \
+        - np.bincount(cur_of(dying), weights=size[dying], minlength=K)
 
     # 5. moves towards the targets, admitted while the destination has room during e
-    nxt = cur.copy()
-    mv = by_rank(np.flatnonzero(alive_next & (target != cur) & unpinned))
-    dest = target[mv].copy()
-    promote = dest < cur[mv]
+    cur = None                               # tiers at e, newborns placed (built if needed)
+    if target is not None:
+        cur = cur0.copy()
+        cur[born] = born_tier
+        cand = np.flatnonzero(alive_next & (target != cur) & unpinned)
+    elif K == 1 or occ_next[1:].sum() == size[pin_next[pinned[pin_next] >= 1]].sum():
+        cand = np.zeros(0, np.int64)         # every free item is in tier 0 already
+    else:
+        cur = cur0.copy()
+        cur[born] = born_tier
+        cand = np.flatnonzero(alive_next & (cur != 0) & unpinned)
+    mv = by_rank(cand)
+    cur_mv = cur_of(mv)
+    dest = target_of(mv).copy()
+    promote = dest < cur_mv
     keep = ~(promote & np.isneginf(s[mv]))
-    mv, dest = mv[keep], dest[keep]
+    mv, dest, cur_mv = mv[keep], dest[keep], cur_mv[keep]
+    moved = np.full(mv.size, -1, np.int64)   # the tier each candidate gets at e + 1
     for k in range(K):
         m = np.flatnonzero(dest == k)
         if m.size == 0:
             continue
         if incl and k == 1:            # dropping a tier-0 copy: free, always admitted
-            nxt[mv[m]] = 1
+            moved[m] = 1
             continue
         n = _prefix_within(size[mv[m]], free[k])
         free[k] -= size[mv[m[:n]]].sum()
-        nxt[mv[m[:n]]] = k
+        moved[m[:n]] = k
         refused = m[n:]
-        demoted = refused[dest[refused] > cur[mv[refused]]]
+        demoted = refused[dest[refused] > cur_mv[refused]]
         dest[refused] = -1
         if k + 1 < K:
             dest[demoted] = k + 1      # try the next tier down
+    done = moved >= 0
+    items, tiers = mv[done], moved[done]
+    occ_next += np.bincount(tiers, weights=size[items], minlength=K) \
+        - np.bincount(cur_mv[done], weights=size[items], minlength=K)
 
     # 6. room at e + 1 for pinned items and forced newborns: if refused moves left a
     #    tier too full, send its worst-ranked stayers down while lower tiers have room
+    nxt = None
     for k in range(K - 1):
-        over = size[alive_next & (nxt == k)].sum() + reserve[k] - cap[k]
+        if nxt is None:
+            over = occ_next[k] + reserve[k] - cap[k]
+        else:
+            over = size[alive_next & (nxt == k)].sum() + reserve[k] - cap[k]
         if not over > 0:
             continue
+        if nxt is None:                # rare: work on whole arrays from here on
+            if cur is None:
+                cur = cur0.copy()
+                cur[born] = born_tier
+            nxt = cur.copy()
+            nxt[items] = tiers
         stayers = by_rank(np.flatnonzero(alive_next & (nxt == k) & (cur == k)
                                          & unpinned))[::-1]
         cand = stayers[:min(stayers.size, _prefix_within(size[stayers], over - 1e-9) + 1)]
@@ -740,8 +796,19 @@ def fill_by_score(view: View, score: np.ndarray, *, fill: str = "capacity",
             cand = cand[n:]
             if cand.size == 0:
                 break
-    return Decision(nxt, born_tier)
+    if nxt is not None:
+        items = np.flatnonzero(alive_next & (nxt != cur))
+        tiers = nxt[items]
+    return Moves(items, tiers, born_tier)
+
+
+def _member(items: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``items`` are in the ascending array ``sorted_set``."""
+    if sorted_set.size == 0 or items.size == 0:
+        return np.zeros(items.size, bool)
+    j = np.minimum(np.searchsorted(sorted_set, items), sorted_set.size - 1)
+    return sorted_set[j] == items
 
 
 __all__ = ["Accesses", "Decision", "FILL_MODES", "FutureView", "Moves", "Policy", "PolicyError",
-           "ScoredPolicy", "View", "fill_by_score", "policy_name"]
+           "ScoredPolicy", "View", "fill_by_score", "fill_moves", "policy_name"]

@@ -37,7 +37,7 @@ def place_in_order(view: View, items: np.ndarray, room: np.ndarray) -> np.ndarra
     ndarray of int64, aligned with ``items``.
     """
     K = view.num_tiers
-    size = view.size_bytes.astype(float)
+    size = view._size_f
     tiers = np.full(items.size, K - 1, np.int64)
     left = np.arange(items.size)
     for k in range(K - 1):
@@ -63,7 +63,7 @@ class Static(Policy):
         born = np.asarray(view.born)
         forced = view.forced_birth_tier[born]
         born_tier = forced.copy()
-        size = view.size_bytes.astype(float)
+        size = view._size_f
         room = np.array(view.free_bytes, float) - view.reserve_ahead_bytes()
         room -= np.bincount(forced[forced >= 0], weights=size[born[forced >= 0]],
                             minlength=view.num_tiers)

@@ -96,6 +96,9 @@ class _Run:
         self.bandwidth = np.array([t.bandwidth_Bps for t in inst.tiers], float)
         self.read_rate = np.array([t.read_rate_Bps() for t in inst.tiers], float)
         self.forced = np.where(inst.pinned_tier >= 0, inst.pinned_tier, inst.initial_tier)
+        self.unpinned = inst.pinned_tier < 0
+        self.pinned_items = np.flatnonzero(~self.unpinned)
+        self.unpinned.setflags(write=False)
         steps = np.arange(E + 1)
         # the epochs to find in the list's own dtype: else numpy searches an int64 copy
         # of a compact (int32) list, as large as the list (3.6 GB at the paper's scale)
@@ -150,6 +153,7 @@ class _Run:
         self.copyable = np.zeros(E)          # inclusive: reads of items with a tier-0 copy
         self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.num_moves = 0
+        self.dying = np.zeros(0, np.int64)   # items alive at the current epoch, not at the next
 
     # --- what a View asks for -----------------------------------------------------------
 
@@ -314,6 +318,7 @@ class _Run:
         alive_next[born] = True
         alive_next[dying] = False
         self.alive_bytes += int(size[born].sum())
+        self.dying = dying
         view = View(self, e, born, alive_next)
         dec = self.policy.decide(view)
         sparse = isinstance(dec, Moves)
