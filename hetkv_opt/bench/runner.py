@@ -339,7 +339,8 @@ def _run_method(inst: Instance, m: MethodSpec, deadline: Deadline | None = None,
         d = res.to_dict()
         if source is not None:
             d["details"]["bound_source"] = {k: source[k] for k in (
-                "asked", "time_limit_s", "bound_method", "bound_s", "cached")}
+                "asked", "time_limit_s", "bound_method", "bound_s", "cached", "note")
+                if k in source}
         return d, bool(res.details.get("oracle", False)), None
     from hetkv_opt.solve import solve
     warm, ws_report = None, None

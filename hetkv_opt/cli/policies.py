@@ -77,7 +77,7 @@ def simulate_cmd(
     except (PolicyError, ValueError) as exc:
         fail(str(exc))
     res.details["bound_source"] = {k: source[k] for k in (
-        "asked", "time_limit_s", "bound_method", "bound_s", "cached")}
+        "asked", "time_limit_s", "bound_method", "bound_s", "cached", "note") if k in source}
     sha = instance_hash(inst)
     if out_path is not None and res.schedule is not None:
         try:
@@ -118,6 +118,8 @@ def _print_result(d: dict) -> None:
                                         else "") + (", from the cache" if src.get("cached") else ""))
     t.add_row("gap to the bound", f"{fmt_pct(d['gap'])}  (against {d['bound_method'] or '-'}; {how})"
               if src else fmt_pct(d["gap"]))
+    if src.get("note"):
+        t.add_row("bound note", src["note"])
     for name, val in sorted(det.get("bounds_s", {}).items()):
         t.add_row(f"bound: {name}", fmt_s(val))
     thr = d["throughput_steps_per_s"]
