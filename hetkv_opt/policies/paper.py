@@ -85,9 +85,8 @@ class Reactive(ScoredPolicy):
 
     def score(self, view: View) -> np.ndarray:
         e = view.epoch
-        s = np.full(view.num_items, -np.inf)
-        in0 = np.asarray(view.residency) == 0
-        s[in0] = view.tier_since_epoch[in0]        # older arrivals leave first
+        # older arrivals leave first
+        s = np.where(np.asarray(view.residency) == 0, view.tier_since_epoch, -np.inf)
         s[view.reads_in(e - 1, e).item] = e + 1     # read now: pulled in
         s[view.born] = e + 1                        # new KV goes to HBM while room
         return s
@@ -176,11 +175,17 @@ class SAGuided(ScoredPolicy):
         ahead = view.future.reads_in(e + 1, e + 1 + W)
         s = ahead.per_item(view.num_items, 1.0 / (ahead.epoch - e))
         positive = np.flatnonzero(s > 0)
+        sp = s[positive]
         n_top = math.ceil(f * positive.size)
         if n_top < positive.size:
-            cut = np.sort(s[positive])[::-1][n_top - 1] if n_top > 0 else np.inf
-            s[s < cut] = 0.0
-        return np.where(s > 0, s, -np.inf)
+            # the n_top-th largest score; those below it are not wanted
+            cut = np.partition(sp, positive.size - n_top)[positive.size - n_top] \
+                if n_top > 0 else np.inf
+            keep = sp >= cut
+            positive, sp = positive[keep], sp[keep]
+        out = np.full(view.num_items, -np.inf)
+        out[positive] = sp
+        return out
 
     def _anneal(self, view: View) -> tuple[int, float]:
         """Simulated annealing over (window, fraction), scored by the evaluator."""
