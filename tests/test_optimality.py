@@ -15,6 +15,7 @@ from hypothesis import given, settings  # noqa: E402
 from hetkv_opt.model.evaluate import evaluate  # noqa: E402
 from hetkv_opt.model.instance import make_instance, tiny_instance  # noqa: E402
 from hetkv_opt.model.terms import aggregate_bound_s  # noqa: E402
+from hetkv_opt.model.epoch_bound import per_epoch_bound_s  # noqa: E402
 from hetkv_opt.milp.build import build_model
 from hetkv_opt.model.schedule import Schedule  # noqa: E402
 from hetkv_opt.solve import solve  # noqa: E402
@@ -99,6 +100,10 @@ def test_bounds_are_proofs(seed):
     inst, bf = oracle(seed)
     agg = aggregate_bound_s(inst)
     assert agg >= 0.0 and math.isfinite(agg)
+    per_epoch = per_epoch_bound_s(inst)
+    assert leq(agg, per_epoch)
+    if bf.best_time_s is not None:
+        assert leq(per_epoch, bf.best_time_s), (per_epoch, bf.best_time_s)
     for cfg in (EXACT, EXACT_NO_CUTS):
         lp = solve(inst, "lp", config=cfg, time_limit_s=30)
         if lp.status == "infeasible":

@@ -187,13 +187,14 @@ def test_a_proven_bound_is_computed_once_per_instance_and_kept(tmp_path, monkeyp
         bounds_mod.proven_bound(inst, "nope")
 
 
-def test_auto_bound_of_an_instance_held_by_layer_is_the_aggregate_line_without_a_solve(
+def test_auto_bound_of_an_instance_held_by_layer_is_the_basic_bounds_without_a_solve(
         tmp_path, monkeypatch):
     """Above the by-layer threshold a layered instance gets what the by-layer path proves
-    (the aggregate line), at once: held whole, the portfolio's solve ran the machine out of
-    memory on the paper's workload at full scale."""
+    (the aggregate line and the per-epoch bound), at once: held whole, the portfolio's
+    solve ran the machine out of memory on the paper's workload at full scale."""
     from hetkv_opt.bench import bounds as bounds_mod
     from hetkv_opt.methods import by_layer
+    from hetkv_opt.model.epoch_bound import per_epoch_bound_s
     from hetkv_opt.model.terms import aggregate_bound_s
     from hetkv_opt.workloads.requests import Request, build_workload
     inst = build_workload(model="smollm2-135m", hardware="gh200-96g", requests=[Request(40, 6)],
@@ -205,7 +206,10 @@ def test_auto_bound_of_an_instance_held_by_layer_is_the_aggregate_line_without_a
     monkeypatch.setattr(sys.modules["hetkv_opt.solve"], "solve",
                         lambda *a, **k: pytest.fail("solved whole"))
     b = bounds_mod.proven_bound(inst, "auto", time_limit_s=60, cache_dir=tmp_path)
-    assert b["bound_method"] == "aggregate" and b["bound_s"] == aggregate_bound_s(inst)
+    assert b["bounds_s"] == {"aggregate": aggregate_bound_s(inst),
+                             "per_epoch": per_epoch_bound_s(inst)}
+    # the weights are pinned in HBM: the per-epoch bound is the stronger
+    assert b["bound_method"] == "per_epoch" and b["bound_s"] > aggregate_bound_s(inst)
     assert "by layer" in b["note"]
     # one layer, or fewer reads: the portfolio as before
     monkeypatch.setattr(by_layer, "BY_LAYER_MIN_READS", inst.read_item.size)

@@ -35,7 +35,7 @@ from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.merge import merge_slow_tiers
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.epoch_bound import basic_bounds
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.policies import PolicyError, PolicyOutOfTime, get_policy, run_policy
@@ -98,7 +98,8 @@ def solve_auto(instance: Instance, *, time_limit_s: "float | Deadline | None", c
     if pre:
         return finish(instance, "auto", status="infeasible", t_start=t_start, message=pre)
     book = Ledger(instance, dl, progress)
-    book.prove("aggregate", aggregate_bound_s(instance))
+    for name, value in basic_bounds(instance).items():
+        book.prove(name, value)
     # "scale_path": the exact phase (LP, MILP) is out of reach or was not chosen
     details: dict = {"scale_path": True} if item_epochs(instance) > AUTO_MILP_MAX_ITEM_EPOCHS else {}
     interrupted = False

@@ -22,7 +22,7 @@ from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.epoch_bound import basic_bounds
 from hetkv_opt.result import SolveResult, finish
 
 
@@ -47,7 +47,7 @@ def solve_lp(inst: Instance, *, time_limit_s: "float | Deadline | None" = None,
     raw = run_highs(model, relax=True, time_limit_s=dl, threads=config.threads,
                     seed=config.seed, lp_method=config.lp_method, options=config.highs)
     details["lp"] = {"runtime_s": round(raw.runtime_s, 6), **raw.info}
-    bounds = {"aggregate": aggregate_bound_s(inst)}
+    bounds = basic_bounds(inst)
     if raw.status == "infeasible":
         return finish(inst, "lp", status="infeasible", bounds=bounds, t_start=t_start,
                       details=details,
@@ -94,7 +94,7 @@ def solve_milp(inst: Instance, *, time_limit_s: "float | Deadline | None" = None
     t_start = time.perf_counter()
     dl = Deadline.of(time_limit_s, start=t_start)
     pre = capacity_precheck(inst)
-    bounds = {"aggregate": aggregate_bound_s(inst)}
+    bounds = basic_bounds(inst)
     bounds.update(extra_bounds or {})
     if pre:
         return finish(inst, method_name, status="infeasible", t_start=t_start, message=pre)

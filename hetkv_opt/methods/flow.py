@@ -65,7 +65,8 @@ from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule, residency_stretch, schedule_from_residency
-from hetkv_opt.model.terms import aggregate_bound_s, time_terms
+from hetkv_opt.model.epoch_bound import basic_bounds
+from hetkv_opt.model.terms import time_terms
 from hetkv_opt.result import finish
 
 ENGINES = ("auto", "networkx", "ortools")
@@ -686,7 +687,7 @@ def solve_flow(inst: Instance, *, iterations: int = 12, time_limit_s: "float | D
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, "flow", status="infeasible", t_start=t_start, message=pre)
-    all_bounds = {"aggregate": aggregate_bound_s(inst)}
+    all_bounds = basic_bounds(inst)
     all_bounds.update(bounds or {})
     info: dict = {}
     sched = flow_schedule(inst, iterations=iterations, time_limit_s=dl, engine=engine,

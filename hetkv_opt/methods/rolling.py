@@ -38,7 +38,7 @@ from hetkv_opt.methods.starts import best_schedule, too_dense
 from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.model.evaluate import evaluate
 from hetkv_opt.model.feasibility import capacity_precheck
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.epoch_bound import basic_bounds
 from hetkv_opt.result import finish
 from hetkv_opt.model.instance import Instance, make_instance
 from hetkv_opt.model.schedule import Schedule, residency_matrix, schedule_from_residency
@@ -134,7 +134,7 @@ def solve_rolling(inst: Instance, *, window: int = 32, overlap: int = 16,
         raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
     t_start = time.perf_counter()
     dl = Deadline.of(time_limit_s, start=t_start)
-    all_bounds = {"aggregate": aggregate_bound_s(inst)}
+    all_bounds = basic_bounds(inst)
     all_bounds.update(bounds or {})
     pre = capacity_precheck(inst)
     if pre:

@@ -32,7 +32,8 @@ from hetkv_opt.methods.starts import placement_schedule
 from hetkv_opt.model.instance import Instance
 from hetkv_opt.model.schedule import Schedule
 from hetkv_opt.model.feasibility import capacity_precheck
-from hetkv_opt.model.terms import aggregate_bound_s, time_terms
+from hetkv_opt.model.epoch_bound import basic_bounds
+from hetkv_opt.model.terms import time_terms
 from hetkv_opt.result import finish
 
 #: the share of the improving items flipped in the first round (halved after a round that
@@ -284,7 +285,7 @@ def solve_split(inst: Instance, *, time_limit_s: "float | Deadline | None" = 30.
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, "split", status="infeasible", t_start=t_start, message=pre)
-    all_bounds = {"aggregate": aggregate_bound_s(inst), **(bounds or {})}
+    all_bounds = {**basic_bounds(inst), **(bounds or {})}
     info: dict = {}
     sched = balanced_placement(inst, deadline=dl, info=info)
     if sched is None:

@@ -34,7 +34,7 @@ from hetkv_opt.milp.config import SolverConfig
 from hetkv_opt.milp.raw import RawSolve, milp_result
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.epoch_bound import basic_bounds
 from hetkv_opt.result import finish
 
 PULP_SOLVERS = ("HiGHS", "CBC")
@@ -355,7 +355,7 @@ def solve_milp_pulp(inst: Instance, *, time_limit_s: float | None = None,
     """
     t_start = time.perf_counter()
     check_pulp_config(config)
-    bounds = {"aggregate": aggregate_bound_s(inst)}
+    bounds = basic_bounds(inst)
     bounds.update(extra_bounds or {})
     pre = capacity_precheck(inst)
     if pre:

@@ -29,7 +29,7 @@ from hetkv_opt.bounds.lagrangian.problem import finish_value, prepare
 from hetkv_opt.io.files import instance_hash
 from hetkv_opt.model.feasibility import capacity_precheck
 from hetkv_opt.model.instance import Instance
-from hetkv_opt.model.terms import aggregate_bound_s
+from hetkv_opt.model.epoch_bound import basic_bounds
 from hetkv_opt.result import finish
 
 
@@ -213,7 +213,7 @@ def solve_lagrangian(inst: Instance, *, time_limit_s: float | None = 60.0, itera
     pre = capacity_precheck(inst)
     if pre:
         return finish(inst, METHOD, status="infeasible", t_start=t_start, message=pre)
-    bounds = {"aggregate": aggregate_bound_s(inst)}
+    bounds = basic_bounds(inst)
     try:
         bound, cert = lagrangian_bound(inst, iterations=iterations, time_limit_s=time_limit_s,
                                        master=master, progress=progress, prices=prices,
