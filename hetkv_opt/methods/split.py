@@ -173,22 +173,30 @@ def balanced_placement(inst: Instance, *, deadline: "Deadline | float | None" = 
         x = np.asarray(start, np.int64).copy()
         starts = [np.where((x == 0) | (x == 1), x, 1)]
     loads = _Loads(inst)
-    best = None
+    filled = []                               # the loads of each end start
     for x in starts:
         x[fixed] = fixed_tier[fixed]
+        loads.fill(x)
+        filled.append((loads.R.copy(), loads.W.copy()))
+    if start is None:                         # and the balanced mix of the two ends
+        x = _balanced_start(loads, filled, starts[1], fixed)
+        loads.fill(x)
+        starts.append(x)
+        filled.append((loads.R.copy(), loads.W.copy()))
+    best = None
+    for x, (R, W) in zip(starts, filled):
         broken = [inst.tiers[k].name for k in (0, 1) if cap[k] is not None
                   and _occupancy(inst, x, k).max(initial=0.0) > cap[k]]
         if broken:
             continue
         # of the starts that fit, the fastest (a search stopped early keeps at least it:
         # all in tier 0 when it holds everything is the static schedule)
-        loads.fill(x)
-        tau = loads.epoch_times()
+        tau = loads.times(R, W, loads.c)
         if best is None or math.fsum(tau) < best[2]:
             best = (x, tau, math.fsum(tau))
     if best is None:
-        info["skipped"] = (f"no start fits: every free item in one tier breaks the capacity "
-                           f"of tier {broken[0]}")
+        info["skipped"] = (f"no start fits: every free item in one tier, and the balanced "
+                           f"split, break the capacity of tier {broken[0]}")
         return None
     x, tau, total = best
     loads.fill(x)
@@ -236,6 +244,33 @@ def balanced_placement(inst: Instance, *, deadline: "Deadline | float | None" = 
     info.update(rounds=rounds, flips=flips, end_s=total, finished=finished,
                 runtime_s=round(time.perf_counter() - t0, 6))
     return placement_schedule(inst, x)
+
+
+def _balanced_start(loads: _Loads, filled: list, all0: np.ndarray,
+                    fixed: np.ndarray) -> np.ndarray:
+    """A start with a share p of the free items in tier 1, spread evenly over the items'
+    order, p chosen so that the epochs balance on average: were every epoch's free bytes
+    split p : 1 - p, the loads would be the mix of "all free in tier 1" and "all free in
+    tier 0", and the total time of that mix is convex in p (a sum of maxima of affine
+    functions), minimised on a grid and then around its best point.  Where read sets are
+    spread over the items this is close to the balance the search looks for, and the
+    search starts there instead of at one end (at full scale the search reaches only 13 to
+    26 rounds per layer)."""
+    (R1, W1), (R0, W0) = filled
+
+    def total(p):
+        return math.fsum(loads.times(p * R1 + (1 - p) * R0, p * W1 + (1 - p) * W0, loads.c))
+
+    grid = np.linspace(0.0, 1.0, 33)
+    p = float(grid[int(np.argmin([total(q) for q in grid]))])
+    lo, hi = max(0.0, p - 1 / 32), min(1.0, p + 1 / 32)
+    fine = np.linspace(lo, hi, 33)
+    p = float(fine[int(np.argmin([total(q) for q in fine]))])
+    x = all0.copy()
+    free = np.flatnonzero(~fixed)
+    j = np.arange(free.size)
+    x[free[np.floor((j + 1) * p) > np.floor(j * p)]] = 1
+    return x
 
 
 def out_of_scope(inst: Instance) -> str | None:
