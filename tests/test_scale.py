@@ -276,6 +276,57 @@ def test_by_layer_time_is_the_whole_evaluators(tmp_path, kw):
     assert sum(v[0] for v in shares.values()) <= cap
 
 
+def test_by_layer_on_dask_workers_gives_the_same_schedule_and_bound(tmp_path):
+    """Two local workers place the layers of a 4-layer instance: where every layer's search
+    finishes, the schedule, the time and every bound are those of one process, bit for
+    bit; a worker lost mid-run has its layer placed again."""
+    pytest.importorskip("distributed")
+    from hetkv_opt.cluster import open_client
+    from hetkv_opt.methods.by_layer import solve_by_layer
+    inst = _paper(layers=4, steps=16, hbm_kv_fraction=0.3)
+    path = _sharded(tmp_path, inst)
+    here = solve_by_layer(path, time_limit_s=120)
+    assert all(r["finished"] for r in here.details["by_layer"]), here.details["by_layer"]
+    with open_client(workers=2) as client:
+        there = solve_by_layer(path, time_limit_s=120, client=client)
+    for a, b in ((here.schedule.item, there.schedule.item), (here.schedule.epoch, there.schedule.epoch),
+                 (here.schedule.tier, there.schedule.tier)):
+        assert np.array_equal(a, b)
+    assert there.total_time_s == here.total_time_s
+    assert there.details["bounds_s"] == here.details["bounds_s"]
+    assert there.status == here.status
+    assert there.details["workers"]["count"] == 2
+    assert there.details["workers"]["bytes_received"] > 0
+    assert "on 2 Dask workers" in there.message
+    assert [r["layer"] for r in there.details["by_layer"]] == [r["layer"] for r in here.details["by_layer"]]
+
+
+def test_by_layer_retries_a_layer_whose_worker_is_lost(tmp_path, monkeypatch):
+    """A worker that dies while it places a layer: Dask runs the task again elsewhere and
+    the result is the one of one process."""
+    pytest.importorskip("distributed")
+    from hetkv_opt.cluster import open_client
+    from hetkv_opt.methods import by_layer
+    inst = _paper(layers=4, steps=12)
+    path = _sharded(tmp_path, inst)
+    here = by_layer.solve_by_layer(path, time_limit_s=120)
+    flag = tmp_path / "killed-once"
+
+    def place_or_die(source, layer, caps, budget):
+        import os
+        if layer == 2 and not flag.exists():
+            flag.write_text("x")
+            os._exit(1)                       # the worker process dies mid-task
+        return by_layer.place_layer(source, layer, caps, budget)
+
+    monkeypatch.setattr(by_layer, "place_layer", place_or_die)
+    with open_client(workers=2) as client:
+        there = by_layer.solve_by_layer(path, time_limit_s=120, client=client)
+    assert flag.exists()
+    assert np.array_equal(there.schedule.tier, here.schedule.tier)
+    assert there.total_time_s == here.total_time_s
+
+
 def test_solve_picks_by_layer_for_sharded_instances_when_asked(tmp_path):
     from cli_helpers import assert_one_line_error, hetkv
     import json

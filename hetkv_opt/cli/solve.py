@@ -34,7 +34,7 @@ def solve(
     gap: Optional[float] = typer.Option(None, "--gap", help="Relative MIP gap at which to stop."),
     threads: Optional[int] = typer.Option(None, "--threads"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Solver random seed."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Run the bound's layer parts on this many local Dask workers (the dask extra; layered instances)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Run the layer parts (of the bound, or of the by-layer placement) on this many local Dask workers (the dask extra; layered instances)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler instead of local workers."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="A schedule file to start the MILP from."),
     by_layer: Optional[bool] = typer.Option(None, "--by-layer/--whole", help="Solve one layer at a time (auto on a layered .hetkv, or .npz through a temporary sharded copy; the default above 2e7 reads) or hold the instance whole."),
@@ -54,10 +54,7 @@ def solve(
     if out_path is not None:
         check_output_path(out_path, inputs=[instance, warm_start], suffixes=(".json", ".npz"))
     if _use_by_layer(instance, method.value, by_layer):
-        if cfg.workers or cfg.scheduler:
-            say("note: --workers/--scheduler are not used one layer at a time (the by-layer "
-                "path places each layer by the split heuristic; its bound is the aggregate line)")
-        _solve_by_layer(instance, time_limit, out_path, fmt, quiet)
+        _solve_by_layer(instance, time_limit, out_path, fmt, quiet, cfg)
         return
     inst = load_instance(instance)
     ws = None
@@ -136,7 +133,7 @@ def _use_by_layer(path: Path, method: str, choice: Optional[bool]) -> bool:
         fail(str(exc))
 
 
-def _solve_by_layer(path: Path, time_limit, out_path, fmt, quiet) -> None:
+def _solve_by_layer(path: Path, time_limit, out_path, fmt, quiet, cfg) -> None:
     from hetkv_opt.io.files import save_schedule
     from hetkv_opt.io.shards import open_sharded
     from hetkv_opt.methods.by_layer import solve_by_layer
@@ -156,7 +153,12 @@ def _solve_by_layer(path: Path, time_limit, out_path, fmt, quiet) -> None:
                 f"copy; 'hetkv convert' keeps one)")
             path = scratch / "instance.hetkv"
         sha = open_sharded(path).manifest["instance_sha256"]
-        res = solve_by_layer(path, time_limit_s=limit, progress=progress_cb)
+        from hetkv_opt.cluster import ClusterError, open_client
+        with open_client(cfg.workers, cfg.scheduler) as client:
+            res = solve_by_layer(path, time_limit_s=limit, progress=progress_cb, client=client)
+    except ClusterError as exc:
+        stop()
+        fail(str(exc))
     except ModelError as exc:
         stop()
         fail(str(exc))

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 
@@ -84,9 +86,66 @@ def capacity_shares(sh) -> dict[int, list]:
     return shares
 
 
+def place_layer(source, layer: int, caps: list, budget) -> dict:
+    """Load one layer, place it by the split heuristic within its capacity share ``caps``,
+    and return what the master keeps of it: its items' global indices, their births and
+    tiers (the schedule's entries), its :class:`~hetkv_opt.model.evaluate.Traffic`, its
+    :class:`~hetkv_opt.model.epoch_bound.EpochParts` and a record.  A plain function of
+    its arguments, so that a Dask worker can run it.
+
+    ``source`` is the sharded folder (a path, opened here) or an open one; ``budget`` is
+    the seconds for the whole task, loading included (None: no limit), or a callable
+    given the loading's seconds that returns the placement's deadline.
+    """
+    t0 = time.perf_counter()
+    sh = open_sharded(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") \
+        else source
+    part = sh.load_part(layer)
+    inst = part.instance
+    tiers_l = tuple(dataclasses.replace(t, capacity_bytes=c) for t, c in zip(inst.tiers, caps))
+    loaded_s = time.perf_counter() - t0
+    if callable(budget):
+        limit = budget(loaded_s)
+    else:
+        limit = None if budget is None else max(0.0, budget - loaded_s)
+    info: dict = {}
+    t1 = time.perf_counter()
+    sched = balanced_placement(dataclasses.replace(inst, tiers=tiers_l), deadline=limit, info=info)
+    placed_s = time.perf_counter() - t1
+    if sched is None:                         # its share holds nothing more: all in place
+        sched = placement_schedule(inst, np.full(inst.num_items, inst.num_tiers - 1))
+    local = Schedule(inst.name, sched.item, sched.epoch, sched.tier)
+    problems = check_structure(inst, local)
+    if problems:                              # pragma: no cover - built to be valid
+        raise RuntimeError(f"by layer: layer {layer}'s schedule: {problems[0]}")
+    out = {"items": part.items[sched.item], "births": sched.epoch, "tiers": sched.tier,
+           "traffic": traffic(inst, local), "parts": epoch_parts(inst)}
+    runtime = time.perf_counter() - t0
+    out["row"] = {"layer": layer, "runtime_s": round(runtime, 3), "rounds": info.get("rounds"),
+                  "finished": info.get("finished"), "start_s": info.get("start_s"),
+                  "end_s": info.get("end_s"), "overhead_s": runtime - placed_s}
+    return out
+
+
+def _result_bytes(out: dict) -> int:
+    """Bytes of the arrays one layer's task hands back (what a worker sends the master)."""
+    arrays = [out["items"], out["births"], out["tiers"]]
+    arrays += [getattr(out["traffic"], f) for f in ("reads", "writes", "copy_in", "copy_out",
+                                                    "occupancy")]
+    arrays += [getattr(out["parts"], f) for f in ("reads", "writes", "fixed_reads",
+                                                  "fixed_writes", "free_reads", "free_gcd")]
+    return int(sum(np.asarray(a).nbytes for a in arrays))
+
+
 def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
-                   progress=None) -> SolveResult:
+                   progress=None, client=None) -> SolveResult:
     """The by-layer path of the module docstring on the sharded folder ``path``.
+
+    With a Dask ``client`` (:func:`hetkv_opt.cluster.open_client`) the layers are placed
+    on its workers, as many at a time as there are workers, each worker reading its layer
+    from ``path`` (so the folder must be where the workers can read it: a shared file
+    system on a real cluster).  Where every layer's search finishes in its time, the
+    result is the same, entry for entry, as in one process.
 
     Returns a :class:`~hetkv_opt.result.SolveResult` whose schedule covers every item and
     whose time is the evaluator's (the summed traffic of the layers, scored once).
@@ -105,63 +164,83 @@ def solve_by_layer(path, *, time_limit_s: "float | Deadline | None" = 600.0,
     shares = capacity_shares(sh)
     work = dl.child(fraction=1.0 - RESERVE_SHARE)
     layers = sh.layers
-    total = parts = None
-    items, births, tiers = [], [], []
-    per_layer = []
-    overheads: list = []                      # per layer: seconds besides its placement
-    for n, layer in enumerate(layers):
-        t0 = time.perf_counter()
-        part = sh.load_part(layer)
-        inst = part.instance
-        tiers_l = tuple(dataclasses.replace(t, capacity_bytes=c)
-                        for t, c in zip(inst.tiers, shares[layer]))
-        budget = work.child(_placement_s(work, len(layers) - n, overheads,
-                                         time.perf_counter() - t0))
-        info: dict = {}
-        t1 = time.perf_counter()
-        sched = balanced_placement(dataclasses.replace(inst, tiers=tiers_l), deadline=budget,
-                                   info=info)
-        placed_s = time.perf_counter() - t1
-        if sched is None:                     # its share holds nothing more: all in place
-            sched = placement_schedule(inst, np.full(inst.num_items, inst.num_tiers - 1))
-        local = Schedule(inst.name, sched.item, sched.epoch, sched.tier)
-        problems = check_structure(inst, local)
-        if problems:                          # pragma: no cover - built to be valid
-            raise RuntimeError(f"by layer: layer {layer}'s schedule: {problems[0]}")
-        tr = traffic(inst, local)
-        total = tr if total is None else total + tr
-        ep = epoch_parts(inst)
-        parts = ep if parts is None else parts + ep
-        items.append(part.items[sched.item])
-        births.append(sched.epoch)
-        tiers.append(sched.tier)
-        overheads.append(time.perf_counter() - t0 - placed_s)
-        per_layer.append({"layer": layer, "runtime_s": round(time.perf_counter() - t0, 3),
-                          "rounds": info.get("rounds"), "finished": info.get("finished"),
-                          "start_s": info.get("start_s"), "end_s": info.get("end_s")})
+    acc = {"total": None, "parts": None, "items": [], "births": [], "tiers": [], "rows": [],
+           "bytes": 0}
+
+    def keep(out):
+        acc["total"] = out["traffic"] if acc["total"] is None else acc["total"] + out["traffic"]
+        acc["parts"] = out["parts"] if acc["parts"] is None else acc["parts"] + out["parts"]
+        for k in ("items", "births", "tiers"):
+            acc[k].append(out[k])
+        acc["rows"].append(out["row"])
+        acc["bytes"] += _result_bytes(out)
         if progress is not None:
             progress({"phase": "by layer", "elapsed_s": time.perf_counter() - t_start,
-                      "layer": n + 1, "layers": len(layers), "incumbent_s": None,
+                      "layer": len(acc["rows"]), "layers": len(layers), "incumbent_s": None,
                       "bound_s": bounds["aggregate"], "gap": None})
-        del part, inst, tr, ep
-    item = np.concatenate(items)
+
+    if client is None:
+        for n, layer in enumerate(layers):
+            overheads = [r["overhead_s"] for r in acc["rows"]]
+            keep(place_layer(sh, layer, shares[layer],
+                             lambda loaded_s, left=len(layers) - n, o=overheads:
+                             work.child(_placement_s(work, left, o, loaded_s))))
+    else:
+        _on_workers(client, path, layers, shares, work, keep)
+    item = np.concatenate(acc["items"])
     order = np.argsort(item, kind="stable")
-    schedule = Schedule(tpl.name, item[order], np.concatenate(births)[order],
-                        np.concatenate(tiers)[order])
-    ev = score(tpl, [total])
-    bounds["per_epoch"] = per_epoch_bound_from(tpl.tiers, tpl.mode, tpl.min_time_s, parts)
+    schedule = Schedule(tpl.name, item[order], np.concatenate(acc["births"])[order],
+                        np.concatenate(acc["tiers"])[order])
+    ev = score(tpl, [acc["total"]])
+    bounds["per_epoch"] = per_epoch_bound_from(tpl.tiers, tpl.mode, tpl.min_time_s, acc["parts"])
     which = ("the per-epoch bound (fixed reads in their tier)"
              if bounds["per_epoch"] > bounds["aggregate"] else "the aggregate line")
-    details = {"by_layer": per_layer, "scale_path": True,
+    rows = sorted(acc["rows"], key=lambda r: layers.index(r["layer"]))
+    for r in rows:
+        r.pop("overhead_s", None)
+    details = {"by_layer": rows, "scale_path": True,
                "shares": {str(k): v for k, v in shares.items()}}
+    where = "in this process"
+    if client is not None:
+        nw = len(client.scheduler_info().get("workers", {}))
+        details["workers"] = {"count": nw, "bytes_received": acc["bytes"]}
+        where = f"on {nw} Dask workers"
     # a schedule on the bound is optimal (within the MILP's own slack on a gap of 0)
     g = gap(ev.total_time_s, max(bounds.values())) if ev.feasible else None
     status = "optimal" if g is not None and g <= OPTIMAL_SLACK else "feasible"
     return finish(tpl, "auto", status=status, schedule=schedule, evaluation=ev,
                   bounds=bounds, t_start=t_start, details=details, gap_tol=0.0,
-                  message=f"by layer: {len(layers)} layers, each placed by the split "
+                  message=f"by layer: {len(layers)} layers {where}, each placed by the split "
                           f"heuristic in its share of the capacity and of the time; bound "
                           f"from {which}")
+
+
+def _on_workers(client, path, layers, shares, work: Deadline, keep) -> None:
+    """Place the layers on the client's workers, one task per layer and at most one per
+    worker at a time; a task's time (loading included) is its share of the time left over
+    the waves of tasks still to start.  Results are kept as they arrive; a worker lost
+    mid-task has its task run again by Dask."""
+    import distributed
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    src = str(Path(path).resolve())
+    todo = list(layers)
+    done = distributed.as_completed()
+
+    def submit():
+        layer = todo.pop(0)
+        left = work.remaining_s()
+        waves = -(-(len(todo) + 1) // workers)
+        task_s = None if left is None else left / waves
+        done.add(client.submit(place_layer, src, layer, shares[layer], task_s, pure=False,
+                               key=f"hetkv-layer-{layer}-{uuid.uuid4().hex[:8]}"))
+
+    for _ in range(min(workers, len(todo))):
+        submit()
+    for fut in done:
+        keep(fut.result())
+        fut.release()
+        if todo:
+            submit()
 
 
 def _placement_s(work: Deadline, layers_left: int, overheads: list, loaded_s: float):
