@@ -54,6 +54,7 @@ def bound_cmd(
     (epochs of (step, layer)) the bound runs layer by layer, here or on Dask workers."""
     from hetkv_opt.io.files import instance_hash
     from hetkv_opt.bounds.lagrangian import CertificateError, lagrangian_bound, load_certificate
+    from hetkv_opt.model.epoch_bound import per_epoch_bound_s
     from hetkv_opt.model.terms import aggregate_bound_s
     if iterations < 1:
         fail("option '--iterations': must be >= 1")
@@ -114,6 +115,7 @@ def bound_cmd(
     d = {"status": "bound_only", "method": method.value, "instance": inst.name,
          "bound_s": bound, "bound_method": method.value,
          "aggregate_bound_s": aggregate_bound_s(inst),
+         "per_epoch_bound_s": per_epoch_bound_s(inst),
          "throughput_bound_steps_per_s": (inst.num_steps / bound) if bound > 0 else None,
          "master": meta.get("master"), "oracle": meta.get("oracle"),
          "oracle_calls": meta.get("oracle_calls"),
@@ -129,6 +131,7 @@ def bound_cmd(
     t.add_column("value")
     t.add_row("proven bound on T", f"{bound:.9g} s ({method.value}, {d['master']})")
     t.add_row("aggregate-bandwidth bound", f"{d['aggregate_bound_s']:.9g} s")
+    t.add_row("per-epoch bound", f"{d['per_epoch_bound_s']:.9g} s (pinned reads in their tier)")
     if d["throughput_bound_steps_per_s"] is not None:
         t.add_row("throughput upper bound", f"{d['throughput_bound_steps_per_s']:.6g} steps/s")
     if d["master_value_s"] is not None:
