@@ -127,6 +127,23 @@ def per_epoch_sum(epoch: np.ndarray, values: np.ndarray, num_epochs: int) -> np.
     return out
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for a 1-d array, by sorting: numpy 2.4's default ``np.unique``
+    hashes, and on millions of distinct integers that took 28 s for 14M entries where a
+    sort takes a fraction of a second (runs already in order are merged in linear time).
+
+    >>> sorted_unique(np.array([3, 1, 3, 2, 1])).tolist()
+    [1, 2, 3]
+    """
+    s = np.sort(np.asarray(values).ravel(), kind="stable")
+    if s.size < 2:
+        return s
+    keep = np.empty(s.size, bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 def accesses_by_item(inst: "Instance", kind: str):
     """The reads (``kind="read"``) or writes of ``inst`` grouped by item, in epoch order:
     ``(epochs, bytes as float, starts)``; item i's accesses are ``[starts[i],

@@ -58,6 +58,7 @@ import numpy as np
 
 from hetkv_opt.bounds.lagrangian.problem import (Eval, constant_term, gradient_from_traffic,
                                                  paths_value, tier_prices)
+from hetkv_opt.model.instance import sorted_unique
 
 #: ``auto`` uses the event oracle when events / free item-epochs is at most this
 #: (benchmarks/bench_lagrangian_events.py, time per call vs the dense oracle: 0.8x at
@@ -196,8 +197,8 @@ class EventOracle:
         items = np.arange(Nf, dtype=np.int64)
         r_key = p.r_i * E + r_ep
         w_key = p.w_i * E + w_ep
-        keys = np.unique(np.concatenate([items * E + p.birth, items * E + p.death - 1,
-                                         r_key, w_key]))
+        keys = sorted_unique(np.concatenate([items * E + p.birth, items * E + p.death - 1,
+                                             r_key, w_key]))
         n = keys.size
         self.n_ev = n
         ev_item = keys // E
