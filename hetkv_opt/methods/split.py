@@ -14,7 +14,9 @@ the most helpful share of the items that would gain is flipped at once (into tie
 while every epoch of their lives keeps room: a conservative check, the flips of a round are
 treated as overlapping); the round is kept when the true total time (from the loads,
 with the compute floors and every time row of docs/model.md section 4) went down, else it is
-undone and the share halved.  Memory is O(items + epochs + accesses), never items x epochs.
+undone and the share halved.  A third placement, the share of free items in tier 1 that
+balances the epochs on average (spread over the items), is the answer when the search has
+not passed it in its time.  Memory is O(items + epochs + accesses), never items x epochs.
 
 The schedule returned is re-scored by the evaluator like every other; this module only
 proposes it.
@@ -265,9 +267,9 @@ def _balanced_start(loads: _Loads, ends: list, all0: np.ndarray,
     split p : 1 - p, the loads would be the mix of "all free in tier 1" and "all free in
     tier 0", and the total time of that mix is convex in p (a sum of maxima of affine
     functions), minimised on a grid and then around its best point.  Where read sets are
-    spread over the items this is close to the balance the search looks for, and the
-    search starts there instead of at one end (at full scale the search reaches only 13 to
-    26 rounds per layer)."""
+    spread over the items this is close to the balance the search looks for.  It is the
+    answer when the search (from the faster end: it reaches better local optima from
+    there) has not passed it in its time."""
     (R1, W1), (R0, W0) = ends
 
     def total(p):                             # only to choose p: a plain sum will do
