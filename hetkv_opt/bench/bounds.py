@@ -99,8 +99,8 @@ def proven_bound(instance: Instance, method: str = "auto", *, time_limit_s: floa
     dict
         ``bound_s`` and ``bound_method`` (the method that proved the best value),
         ``bounds_s`` (every proof at hand), ``asked`` (the method asked for), ``cached``
-        (read from the cache), ``runtime_s``; ``note`` when ``auto`` gave the basic bounds
-        line without a solve (:func:`held_by_layer`).
+        (read from the cache), ``runtime_s``; ``note`` when ``auto`` gave the aggregate line
+        and the per-epoch bound without a solve (:func:`held_by_layer`).
 
     Raises
     ------
