@@ -69,11 +69,12 @@ def held_by_layer(instance: Instance) -> bool:
             and np.unique(np.asarray(layer)).size >= 2)
 
 
-def _compute(instance: Instance, method: str, time_limit_s: float | None) -> dict:
+def _compute(instance: Instance, method: str, time_limit_s: float | None,
+             by_layer: bool) -> dict:
     from hetkv_opt.solve import solve
     if method == "aggregate":
         return {"aggregate": aggregate_bound_s(instance)}
-    if method == "auto" and held_by_layer(instance):
+    if by_layer:
         return basic_bounds(instance)
     res = solve(instance, method, time_limit_s=time_limit_s)
     if res.status == "infeasible":
@@ -113,6 +114,7 @@ def proven_bound(instance: Instance, method: str = "auto", *, time_limit_s: floa
         raise ValueError(f"bound method must be one of {', '.join(BOUND_METHODS)}, "
                          f"got {method!r}")
     t0 = time.perf_counter()
+    by_layer = method == "auto" and held_by_layer(instance)
     sha = instance_hash(instance)
     path = None if cache_dir is None else _cache_path(Path(cache_dir), sha, method, time_limit_s)
     bounds = None
@@ -129,7 +131,7 @@ def proven_bound(instance: Instance, method: str = "auto", *, time_limit_s: floa
         except (OSError, ValueError, ModelError):
             bounds = None                   # a damaged cache entry is recomputed
     if bounds is None:
-        bounds = _compute(instance, method, time_limit_s)
+        bounds = _compute(instance, method, time_limit_s, by_layer)
         if path is not None:
             rec = {"schema": SCHEMA_BOUND_CACHE, "schema_version": BOUND_CACHE_VERSION,
                    "instance_sha256": sha, "instance": instance.name, "method": method,
@@ -145,7 +147,7 @@ def proven_bound(instance: Instance, method: str = "auto", *, time_limit_s: floa
     out = {"bound_s": bounds.get(best) if best else None, "bound_method": best,
            "bounds_s": bounds, "asked": method, "time_limit_s": time_limit_s,
            "cached": cached, "runtime_s": round(time.perf_counter() - t0, 6)}
-    if method == "auto" and held_by_layer(instance):
+    if by_layer:
         out["note"] = ("auto goes by layer on an instance this large, and the by-layer "
                        "path proves the aggregate line and the per-epoch bound")
     return out
